@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything coherefs needs to build, run and test, from Debian's
+# packages only. Safe to run again; it installs what is missing.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: run as root (apt-get needs it)" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+
+pkgs=(
+  # build
+  bazel-bootstrap g++ pkg-config
+  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
+  libabsl-dev librocksdb-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev libfuse3-dev libseccomp-dev
+  # run and test
+  fuse3 attr python3 iproute2 procps
+  # VM end-to-end tests: QEMU, C virtiofsd (qemu-system-common), busybox
+  qemu-system-x86 qemu-system-common busybox-static xz-utils cpio
+  # benchmark peer
+  etcd-server etcd-client
+)
+apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+echo "install-deps: done"
