@@ -1,0 +1,216 @@
+#include "agent/config/config.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/errno_status.h"
+#include "common/log.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace coherefs::agent::config {
+namespace {
+
+constexpr char kDefaultVolume[] = "default";
+constexpr int kMaxThreadPool = 64;
+
+bool WellFormedName(absl::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' &&
+        c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Dirname(const std::string& path) {
+  auto pos = path.rfind('/');
+  if (pos == std::string::npos) return ".";
+  if (pos == 0) return "/";
+  return path.substr(0, pos);
+}
+
+std::string Basename(const std::string& path) {
+  auto pos = path.rfind('/');
+  return pos == std::string::npos ? path : path.substr(pos + 1);
+}
+
+absl::Status Invalid(absl::string_view field, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
+}
+
+bool IsDirectory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+absl::StatusOr<CacheMode> ParseCacheMode(absl::string_view name) {
+  std::string n = absl::AsciiStrToLower(name);
+  if (n == "none" || n == "never") return CACHE_NONE;
+  if (n == "auto") return CACHE_AUTO;
+  if (n == "always") return CACHE_ALWAYS;
+  return absl::InvalidArgumentError(
+      absl::StrCat("cache: \"", name, "\" is not one of none, auto, always"));
+}
+
+absl::string_view CacheModeName(CacheMode mode) {
+  switch (mode) {
+    case CACHE_NONE:
+      return "none";
+    case CACHE_ALWAYS:
+      return "always";
+    default:
+      return "auto";
+  }
+}
+
+absl::StatusOr<AgentConfig> ParseConfigJson(absl::string_view json) {
+  AgentConfig config;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), &config, options);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: ", std::string(status.message().data(), status.message().size())));
+  }
+  return config;
+}
+
+absl::StatusOr<AgentConfig> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return LastErrnoStatus(absl::StrCat("config file ", path));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  auto config = ParseConfigJson(buf.str());
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
+  }
+  return config;
+}
+
+absl::StatusOr<AgentConfig> ApplyFlags(AgentConfig config, const FlagOverrides& flags) {
+  if (!flags.shared_dir.empty()) {
+    Volume* volume = nullptr;
+    for (Volume& v : *config.mutable_volumes()) {
+      if (v.name() == kDefaultVolume) volume = &v;
+    }
+    if (volume == nullptr) {
+      volume = config.add_volumes();
+      volume->set_name(kDefaultVolume);
+    }
+    volume->set_shared_dir(flags.shared_dir);
+  }
+  for (const std::string& socket : flags.socket_paths) {
+    Guest* guest = config.add_guests();
+    guest->set_socket_path(socket);
+    if (!flags.shared_dir.empty()) guest->set_volume(kDefaultVolume);
+  }
+  if (!flags.cache.empty()) {
+    auto mode = ParseCacheMode(flags.cache);
+    if (!mode.ok()) return mode.status();
+    for (Volume& v : *config.mutable_volumes()) v.set_cache(*mode);
+  }
+  for (Volume& v : *config.mutable_volumes()) {
+    if (flags.writeback) v.set_writeback(true);
+    if (flags.readonly) v.set_readonly(true);
+    if (flags.no_xattr) v.set_xattr(false);
+  }
+  if (flags.thread_pool_size >= 0) config.set_thread_pool_size(flags.thread_pool_size);
+  if (flags.metrics_listen_set) config.set_metrics_listen(flags.metrics_listen);
+  if (!flags.log_level.empty()) config.set_log_level(flags.log_level);
+  // Fill implied fields so the rest of the agent sees a complete config.
+  for (Guest& g : *config.mutable_guests()) {
+    if (g.name().empty()) g.set_name(Basename(g.socket_path()));
+    if (g.volume().empty() && config.volumes_size() == 1) {
+      g.set_volume(config.volumes(0).name());
+    }
+  }
+  for (Volume& v : *config.mutable_volumes()) {
+    if (v.cache() == CACHE_UNSPECIFIED) v.set_cache(CACHE_AUTO);
+    if (!v.has_xattr()) v.set_xattr(true);
+  }
+  return config;
+}
+
+absl::Status Validate(const AgentConfig& config) {
+  if (config.volumes().empty()) {
+    return Invalid("volumes", "none configured (give --shared-dir or a config file)");
+  }
+  if (config.guests().empty()) {
+    return Invalid("guests", "none configured (give --socket-path or a config file)");
+  }
+  std::set<std::string> volume_names;
+  for (int i = 0; i < config.volumes_size(); ++i) {
+    const Volume& v = config.volumes(i);
+    std::string field = absl::StrCat("volumes[", i, "]");
+    if (!WellFormedName(v.name())) {
+      return Invalid(absl::StrCat(field, ".name"),
+                     absl::StrCat("\"", v.name(), "\" must match [A-Za-z0-9_.-]{1,64}"));
+    }
+    if (!volume_names.insert(v.name()).second) {
+      return Invalid(absl::StrCat(field, ".name"), absl::StrCat("duplicate \"", v.name(), "\""));
+    }
+    if (!absl::StartsWith(v.shared_dir(), "/")) {
+      return Invalid(absl::StrCat(field, ".shared_dir"),
+                     absl::StrCat("\"", v.shared_dir(), "\" must be an absolute path"));
+    }
+    if (!IsDirectory(v.shared_dir())) {
+      return Invalid(absl::StrCat(field, ".shared_dir"),
+                     absl::StrCat("\"", v.shared_dir(), "\" is not an existing directory"));
+    }
+  }
+  std::set<std::string> sockets, guest_names;
+  for (int i = 0; i < config.guests_size(); ++i) {
+    const Guest& g = config.guests(i);
+    std::string field = absl::StrCat("guests[", i, "]");
+    if (!absl::StartsWith(g.socket_path(), "/")) {
+      return Invalid(absl::StrCat(field, ".socket_path"),
+                     absl::StrCat("\"", g.socket_path(), "\" must be an absolute path"));
+    }
+    // sun_path holds 107 bytes and a NUL.
+    if (g.socket_path().size() > 107) {
+      return Invalid(absl::StrCat(field, ".socket_path"), "longer than 107 bytes");
+    }
+    if (!IsDirectory(Dirname(g.socket_path()))) {
+      return Invalid(absl::StrCat(field, ".socket_path"),
+                     absl::StrCat("directory of \"", g.socket_path(), "\" does not exist"));
+    }
+    if (!sockets.insert(g.socket_path()).second) {
+      return Invalid(absl::StrCat(field, ".socket_path"),
+                     absl::StrCat("\"", g.socket_path(), "\" used twice"));
+    }
+    if (!g.name().empty() && !guest_names.insert(g.name()).second) {
+      return Invalid(absl::StrCat(field, ".name"), absl::StrCat("duplicate \"", g.name(), "\""));
+    }
+    if (g.volume().empty()) {
+      return Invalid(absl::StrCat(field, ".volume"),
+                     "missing (required when several volumes are configured)");
+    }
+    if (volume_names.count(g.volume()) == 0) {
+      return Invalid(absl::StrCat(field, ".volume"),
+                     absl::StrCat("no volume named \"", g.volume(), "\""));
+    }
+  }
+  if (config.thread_pool_size() > kMaxThreadPool) {
+    return Invalid("thread_pool_size", absl::StrCat(config.thread_pool_size(), " is over ",
+                                                    kMaxThreadPool));
+  }
+  LogLevel level;
+  if (!config.log_level().empty() && !ParseLogLevel(config.log_level(), &level)) {
+    return Invalid("log_level", absl::StrCat("\"", config.log_level(),
+                                             "\" is not one of debug, info, warn, error"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace coherefs::agent::config

@@ -1,0 +1,134 @@
+#include "agent/config/config.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace coherefs::agent::config {
+namespace {
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/coherefs-config-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { system(("rm -rf " + dir_).c_str()); }
+  std::string dir_;
+};
+
+TEST_F(ConfigTest, FlagsAloneMakeOneVolumeAndOneGuest) {
+  FlagOverrides flags;
+  flags.shared_dir = dir_;
+  flags.socket_paths = {dir_ + "/vm.sock"};
+  flags.cache = "always";
+  auto config = ApplyFlags(AgentConfig(), flags);
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_TRUE(Validate(*config).ok()) << Validate(*config);
+  ASSERT_EQ(config->volumes_size(), 1);
+  EXPECT_EQ(config->volumes(0).name(), "default");
+  EXPECT_EQ(config->volumes(0).cache(), CACHE_ALWAYS);
+  EXPECT_TRUE(config->volumes(0).xattr());
+  ASSERT_EQ(config->guests_size(), 1);
+  EXPECT_EQ(config->guests(0).volume(), "default");
+  EXPECT_EQ(config->guests(0).name(), "vm.sock");
+}
+
+TEST_F(ConfigTest, JsonWithManyGuestsParsesAndValidates) {
+  std::string json = R"({"volumes": [{"name": "a", "shared_dir": ")" + dir_ +
+                     R"(", "cache": "CACHE_NONE", "xattr": false}],
+    "guests": [{"name": "vm1", "socket_path": ")" + dir_ + R"(/1.sock"},
+               {"socketPath": ")" + dir_ + R"(/2.sock", "volume": "a"}],
+    "thread_pool_size": 4})";
+  auto parsed = ParseConfigJson(json);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  auto config = ApplyFlags(*parsed, FlagOverrides());
+  ASSERT_TRUE(config.ok());
+  EXPECT_TRUE(Validate(*config).ok()) << Validate(*config);
+  EXPECT_EQ(config->guests(0).volume(), "a");  // implied: the only volume
+  EXPECT_EQ(config->guests(1).name(), "2.sock");
+  EXPECT_FALSE(config->volumes(0).xattr());
+  EXPECT_EQ(config->thread_pool_size(), 4u);
+}
+
+TEST_F(ConfigTest, MalformedJsonAndUnknownFieldsAreInvalidArgument) {
+  EXPECT_EQ(ParseConfigJson("{").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseConfigJson(R"({"volumez": []})").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseConfigJson(R"({"thread_pool_size": "lots"})").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ConfigTest, MissingFileIsNotFound) {
+  EXPECT_EQ(LoadConfigFile(dir_ + "/nope.json").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ConfigTest, LoadsAFile) {
+  std::ofstream(dir_ + "/c.json") << R"({"log_level": "debug"})";
+  auto config = LoadConfigFile(dir_ + "/c.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->log_level(), "debug");
+}
+
+// Each case: a config that must be refused, and the field the error names.
+TEST_F(ConfigTest, ValidateNamesTheBadField) {
+  struct Case {
+    std::string json;
+    std::string field;
+  };
+  std::string ok_vol = R"({"name": "v", "shared_dir": ")" + dir_ + R"("})";
+  std::string ok_guest = R"({"socket_path": ")" + dir_ + R"(/g.sock", "volume": "v"})";
+  std::vector<Case> cases = {
+      {R"({"guests": [)" + ok_guest + "]}", "volumes"},
+      {R"({"volumes": [)" + ok_vol + "]}", "guests"},
+      {R"({"volumes": [{"name": "b@d", "shared_dir": "/"}], "guests": [)" + ok_guest + "]}",
+       "volumes[0].name"},
+      {R"({"volumes": [)" + ok_vol + "," + ok_vol + R"(], "guests": [)" + ok_guest + "]}",
+       "volumes[1].name"},
+      {R"({"volumes": [{"name": "v", "shared_dir": "rel"}], "guests": [)" + ok_guest + "]}",
+       "volumes[0].shared_dir"},
+      {R"({"volumes": [{"name": "v", "shared_dir": ")" + dir_ +
+           R"(/missing"}], "guests": [)" + ok_guest + "]}",
+       "volumes[0].shared_dir"},
+      {R"({"volumes": [)" + ok_vol + R"(], "guests": [{"socket_path": "rel.sock"}]})",
+       "guests[0].socket_path"},
+      {R"({"volumes": [)" + ok_vol + R"(], "guests": [{"socket_path": "/nonexistent/dir/x.sock"}]})",
+       "guests[0].socket_path"},
+      {R"({"volumes": [)" + ok_vol + R"(], "guests": [)" + ok_guest + "," + ok_guest + "]}",
+       "guests[1].socket_path"},
+      {R"({"volumes": [)" + ok_vol + R"(], "guests": [{"socket_path": ")" + dir_ +
+           R"(/x.sock", "volume": "w"}]})",
+       "guests[0].volume"},
+      {R"({"volumes": [)" + ok_vol + R"(], "guests": [)" + ok_guest +
+           R"(], "thread_pool_size": 1000})",
+       "thread_pool_size"},
+      {R"({"volumes": [)" + ok_vol + R"(], "guests": [)" + ok_guest + R"(], "log_level": "loud"})",
+       "log_level"},
+  };
+  for (const Case& c : cases) {
+    auto parsed = ParseConfigJson(c.json);
+    ASSERT_TRUE(parsed.ok()) << c.json << ": " << parsed.status();
+    auto config = ApplyFlags(*parsed, FlagOverrides());
+    ASSERT_TRUE(config.ok()) << config.status();
+    absl::Status s = Validate(*config);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.json;
+    EXPECT_EQ(std::string(s.message()).rfind(c.field + ":", 0), 0u)
+        << "want field " << c.field << ", got: " << s.message();
+  }
+}
+
+TEST_F(ConfigTest, BadCacheFlagIsRefused) {
+  FlagOverrides flags;
+  flags.cache = "sometimes";
+  EXPECT_EQ(ApplyFlags(AgentConfig(), flags).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*ParseCacheMode("NEVER"), CACHE_NONE);
+}
+
+}  // namespace
+}  // namespace coherefs::agent::config
