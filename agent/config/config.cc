@@ -109,6 +109,7 @@ absl::StatusOr<AgentConfig> ApplyFlags(AgentConfig config, const FlagOverrides& 
       volume->set_name(kDefaultVolume);
     }
     volume->set_shared_dir(flags.shared_dir);
+    if (!flags.host_mount.empty()) volume->set_host_mount(flags.host_mount);
   }
   for (const std::string& socket : flags.socket_paths) {
     Guest* guest = config.add_guests();
@@ -146,8 +147,11 @@ absl::Status Validate(const AgentConfig& config) {
   if (config.volumes().empty()) {
     return Invalid("volumes", "none configured (give --shared-dir or a config file)");
   }
-  if (config.guests().empty()) {
-    return Invalid("guests", "none configured (give --socket-path or a config file)");
+  bool any_host_mount = false;
+  for (const Volume& v : config.volumes()) any_host_mount |= !v.host_mount().empty();
+  if (config.guests().empty() && !any_host_mount) {
+    return Invalid("guests",
+                   "none configured (give --socket-path, --host-mount or a config file)");
   }
   std::set<std::string> volume_names;
   for (int i = 0; i < config.volumes_size(); ++i) {
@@ -167,6 +171,11 @@ absl::Status Validate(const AgentConfig& config) {
     if (!IsDirectory(v.shared_dir())) {
       return Invalid(absl::StrCat(field, ".shared_dir"),
                      absl::StrCat("\"", v.shared_dir(), "\" is not an existing directory"));
+    }
+    if (!v.host_mount().empty() &&
+        (!absl::StartsWith(v.host_mount(), "/") || !IsDirectory(v.host_mount()))) {
+      return Invalid(absl::StrCat(field, ".host_mount"),
+                     absl::StrCat("\"", v.host_mount(), "\" is not an existing absolute directory"));
     }
   }
   std::set<std::string> sockets, guest_names;

@@ -22,6 +22,7 @@ namespace coherefs::agent::config {
 struct FlagOverrides {
   std::vector<std::string> socket_paths;  // one guest per path
   std::string shared_dir;                 // volume "default"
+  std::string host_mount;                 // volume "default" on /dev/fuse
   std::string cache;                      // none | auto | always
   bool writeback = false;
   bool readonly = false;
