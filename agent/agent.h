@@ -1,0 +1,78 @@
+// Agent is the coherefs-agent daemon's body: for a validated AgentConfig it
+// starts one vhost-user-fs socket per guest (agent/virtio_fs) and the
+// optional /dev/fuse host mount per volume, each connection served by its
+// own FUSE session over the volume's shared directory, and the Prometheus
+// endpoint. Stop() ends every session, joins every thread, removes the
+// sockets and unmounts.
+//
+// Errors from Start: whatever a socket, mount or metrics listener reports
+// (e.g. AlreadyExists when another process serves a socket path,
+// Unavailable when the metrics address cannot be bound); on error nothing
+// stays running.
+//
+// Thread-safety: Start and Stop from the main thread; the servers run on
+// their own threads.
+#ifndef COHEREFS_AGENT_AGENT_H_
+#define COHEREFS_AGENT_AGENT_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "agent/config/agent_config.pb.h"
+#include "agent/fuse/dev_fuse_transport.h"
+#include "agent/fuse/op_stats.h"
+#include "agent/virtio_fs/device.h"
+
+namespace prometheus {
+class Collectable;
+class Exposer;
+}  // namespace prometheus
+
+namespace coherefs::agent {
+
+class Agent {
+ public:
+  static absl::StatusOr<std::unique_ptr<Agent>> Start(const config::AgentConfig& config);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  void Stop();
+
+  // The address the metrics endpoint is bound to ("" when disabled).
+  std::string metrics_address() const;
+
+ private:
+  struct Guest {
+    std::string name;
+    std::string volume;
+    std::unique_ptr<virtio_fs::Server> server;
+  };
+  struct HostMount {
+    std::string volume;
+    std::string dir;
+    std::unique_ptr<fuse::RequestHandler> session;
+    std::unique_ptr<fuse::DevFuseTransport> transport;
+  };
+
+  explicit Agent(config::AgentConfig config);
+  absl::Status StartAll();
+  absl::Status StartMetrics();
+
+  const config::AgentConfig config_;
+  // Every session's FUSE counters, kept across sessions so counters never
+  // go backwards when a guest reconnects.
+  fuse::OpStats op_stats_;
+  std::vector<Guest> guests_;
+  std::vector<HostMount> host_mounts_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectors_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  bool stopped_ = false;
+};
+
+}  // namespace coherefs::agent
+
+#endif  // COHEREFS_AGENT_AGENT_H_

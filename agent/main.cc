@@ -1,0 +1,110 @@
+// coherefs-agent: serves virtio-fs (vhost-user-fs) to the guests of this
+// host, and optionally the same volumes on host mounts through /dev/fuse.
+//
+//   coherefs-agent --socket-path=/run/coherefs/vm1.sock --shared-dir=/srv/shared
+//   coherefs-agent --config=/etc/coherefs/agent.json
+//
+// Exit codes: 0 after SIGTERM/SIGINT, 2 for a bad command line or
+// configuration, 1 when serving could not start.
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "agent/agent.h"
+#include "agent/config/config.h"
+#include "common/flags.h"
+#include "common/log.h"
+
+ABSL_FLAG(std::string, config, "", "JSON configuration file (see agent/config/agent_config.proto).");
+ABSL_FLAG(std::vector<std::string>, socket_path, {},
+          "vhost-user socket(s) to create, one guest each (comma-separated).");
+ABSL_FLAG(std::string, shared_dir, "", "Directory to share (volume \"default\").");
+ABSL_FLAG(std::string, host_mount, "",
+          "Also mount the shared directory here through /dev/fuse (needs root).");
+ABSL_FLAG(std::string, cache, "", "none | auto | always (default auto).");
+ABSL_FLAG(bool, writeback, false, "Let guests cache writes (FUSE_WRITEBACK_CACHE).");
+ABSL_FLAG(bool, readonly, false, "Refuse every modification with EROFS.");
+ABSL_FLAG(bool, xattr, true, "Pass extended attributes through.");
+ABSL_FLAG(int, thread_pool_size, -1,
+          "Worker threads per request queue; 0 serves on the queue thread (default 0).");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "host:port for the Prometheus /metrics endpoint; empty disables it.");
+ABSL_FLAG(std::string, log_level, "", "debug | info | warn | error (default info).");
+
+namespace {
+
+int Fail(int code, const std::string& what) {
+  LOG_ERROR(what);
+  std::fprintf(stderr, "coherefs-agent: %s\n", what.c_str());
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Serves virtio-fs to QEMU guests over vhost-user sockets.\n"
+      "  coherefs-agent --socket-path=/run/vm1.sock --shared-dir=/srv/shared [--cache=always]\n"
+      "  coherefs-agent --config=agent.json");
+  coherefs::Argv args(coherefs::DashesToUnderscores(argc, argv));
+  absl::ParseCommandLine(args.argc(), args.argv());
+  coherefs::SetLogComponent("agent");
+
+  namespace config = coherefs::agent::config;
+  config::AgentConfig base;
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    auto loaded = config::LoadConfigFile(absl::GetFlag(FLAGS_config));
+    if (!loaded.ok()) return Fail(2, std::string(loaded.status().message()));
+    base = std::move(*loaded);
+  }
+  config::FlagOverrides flags;
+  flags.socket_paths = absl::GetFlag(FLAGS_socket_path);
+  flags.shared_dir = absl::GetFlag(FLAGS_shared_dir);
+  flags.host_mount = absl::GetFlag(FLAGS_host_mount);
+  flags.cache = absl::GetFlag(FLAGS_cache);
+  flags.writeback = absl::GetFlag(FLAGS_writeback);
+  flags.readonly = absl::GetFlag(FLAGS_readonly);
+  flags.no_xattr = !absl::GetFlag(FLAGS_xattr);
+  flags.thread_pool_size = absl::GetFlag(FLAGS_thread_pool_size);
+  flags.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  flags.metrics_listen_set = !flags.metrics_listen.empty();
+  flags.log_level = absl::GetFlag(FLAGS_log_level);
+  auto merged = config::ApplyFlags(std::move(base), flags);
+  if (!merged.ok()) return Fail(2, std::string(merged.status().message()));
+  if (absl::Status s = config::Validate(*merged); !s.ok()) {
+    return Fail(2, std::string(s.message()));
+  }
+  coherefs::LogLevel level = coherefs::LogLevel::kInfo;
+  if (!merged->log_level().empty()) coherefs::ParseLogLevel(merged->log_level(), &level);
+  coherefs::SetLogLevel(level);
+
+  // Block the stop signals before any thread starts, so every thread
+  // inherits the mask and only sigwait below sees them. SIGPIPE: a guest
+  // that vanishes mid-write must not kill the daemon.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto agent = coherefs::agent::Agent::Start(*merged);
+  if (!agent.ok()) return Fail(1, agent.status().ToString());
+  LOG_INFO("coherefs-agent ready")
+      .Kv("guests", merged->guests_size())
+      .Kv("volumes", merged->volumes_size())
+      .Kv("metrics", (*agent)->metrics_address());
+
+  int signo = 0;
+  sigwait(&stop_signals, &signo);
+  LOG_INFO("stopping").Kv("signal", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*agent)->Stop();
+  LOG_INFO("stopped");
+  return 0;
+}

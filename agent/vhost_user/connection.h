@@ -1,0 +1,107 @@
+// Connection is the back-end side of one vhost-user session (QEMU
+// docs/interop/vhost-user.rst): it reads the front end's messages, keeps the
+// negotiated features, the memory table and the per-ring state, and starts
+// a QueueRunner for each ring that has memory, addresses and a kick fd.
+//
+// What it offers: VIRTIO_F_VERSION_1, VIRTIO_RING_F_INDIRECT_DESC,
+// VIRTIO_RING_F_EVENT_IDX, VHOST_USER_F_PROTOCOL_FEATURES and the Device's
+// bits; protocol features MQ and REPLY_ACK. Dirty logging (SET_LOG_BASE/FD),
+// CONFIGURE_MEM_SLOTS (ADD/REM_MEM_REG), SET_CONFIG and in-band kicks are
+// refused. GET_CONFIG serves the Device's config space.
+//
+// Errors, per message: a framing error (bad header, oversized payload, fds
+// beyond kMaxFds, a short read) closes the connection. Any other failure
+// (wrong payload size or fd count for the request, unknown request, bad
+// ring index, too many regions, an unmappable region, ...) is answered with
+// a REPLY_ACK payload of 1 when the front end set NEED_REPLY on a request
+// that has no reply of its own, and closes the connection otherwise: a front
+// end that was not told of a failure must not be served on wrong state.
+// Every refused message is counted in DeviceMetrics::bad_messages.
+//
+// Thread-safety: Serve runs on one thread; the queue threads it starts only
+// touch their QueueRunner. Serve returns after tearing everything down.
+#ifndef COHEREFS_AGENT_VHOST_USER_CONNECTION_H_
+#define COHEREFS_AGENT_VHOST_USER_CONNECTION_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "agent/vhost_user/device.h"
+#include "agent/vhost_user/guest_memory.h"
+#include "agent/vhost_user/log_limiter.h"
+#include "agent/vhost_user/message.h"
+#include "agent/vhost_user/metrics.h"
+#include "agent/vhost_user/queue_runner.h"
+#include "agent/vhost_user/vring.h"
+#include "common/unique_fd.h"
+
+namespace coherefs::agent::vhost_user {
+
+class Connection {
+ public:
+  // `stop_fd` (not owned) becomes readable when the daemon stops; `metrics`
+  // must outlive the Connection.
+  Connection(UniqueFd socket, DeviceFactory factory, DeviceMetrics* metrics,
+             int stop_fd);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Serves messages until the front end disconnects (OK), stop_fd fires
+  // (kCancelled), or a fatal error (its status). Before returning it stops
+  // every ring, calls Device::Reset(), unmaps memory and closes every fd.
+  absl::Status Serve();
+
+ private:
+  struct QueueState {
+    uint32_t num = 0;
+    bool addr_set = false;
+    VringAddr addr{};
+    uint16_t base = 0;        // last_avail_idx to start from
+    bool enabled = false;     // SET_VRING_ENABLE
+    UniqueFd kick;
+    UniqueFd err;             // kept, unused: we report no errors this way
+    Notifier call;
+    std::unique_ptr<QueueRunner> runner;
+  };
+
+  // Handles one decoded request. *replied is set when the request's own
+  // reply was sent (GET_*).
+  absl::Status Handle(Request& req, bool* replied);
+  absl::Status CheckIndex(uint32_t index) const;
+  bool HasOwnReply(uint32_t request) const;
+  uint64_t OfferedFeatures() const;
+  uint64_t OfferedProtocolFeatures() const;
+  bool RingsStartEnabled() const;
+
+  // Starts ring `index` if it has everything it needs.
+  absl::Status MaybeStart(uint32_t index);
+  // Stops ring `index` if running, keeping its position in `base`.
+  void StopRing(uint32_t index);
+  void StopAllRings();
+  // Stops every running ring, runs `change`, restarts the ones that ran.
+  absl::Status RestartRunning(const std::function<absl::Status()>& change);
+  // Ends the session: rings, device, memory, ring state.
+  void ResetSession();
+
+  const UniqueFd socket_;
+  const DeviceFactory factory_;
+  DeviceMetrics* const metrics_;
+  const int stop_fd_;
+  LogLimiter log_limiter_;
+
+  std::unique_ptr<Device> device_;
+  uint32_t num_queues_ = 0;
+  uint64_t acked_features_ = 0;
+  uint64_t acked_protocol_features_ = 0;
+  bool owner_set_ = false;
+  std::unique_ptr<GuestMemory> memory_;
+  std::vector<std::unique_ptr<QueueState>> queues_;
+};
+
+}  // namespace coherefs::agent::vhost_user
+
+#endif  // COHEREFS_AGENT_VHOST_USER_CONNECTION_H_
