@@ -42,6 +42,13 @@ std::string Basename(const std::string& path) {
   return pos == std::string::npos ? path : path.substr(pos + 1);
 }
 
+// "/run/coherefs/vm1.sock" -> "vm1".
+std::string GuestNameFromSocket(const std::string& path) {
+  std::string name = Basename(path);
+  if (absl::EndsWith(name, ".sock") && name.size() > 5) name.resize(name.size() - 5);
+  return name;
+}
+
 absl::Status Invalid(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
@@ -131,7 +138,7 @@ absl::StatusOr<AgentConfig> ApplyFlags(AgentConfig config, const FlagOverrides& 
   if (!flags.log_level.empty()) config.set_log_level(flags.log_level);
   // Fill implied fields so the rest of the agent sees a complete config.
   for (Guest& g : *config.mutable_guests()) {
-    if (g.name().empty()) g.set_name(Basename(g.socket_path()));
+    if (g.name().empty()) g.set_name(GuestNameFromSocket(g.socket_path()));
     if (g.volume().empty() && config.volumes_size() == 1) {
       g.set_volume(config.volumes(0).name());
     }

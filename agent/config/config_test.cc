@@ -36,7 +36,7 @@ TEST_F(ConfigTest, FlagsAloneMakeOneVolumeAndOneGuest) {
   EXPECT_TRUE(config->volumes(0).xattr());
   ASSERT_EQ(config->guests_size(), 1);
   EXPECT_EQ(config->guests(0).volume(), "default");
-  EXPECT_EQ(config->guests(0).name(), "vm.sock");
+  EXPECT_EQ(config->guests(0).name(), "vm");
 }
 
 TEST_F(ConfigTest, JsonWithManyGuestsParsesAndValidates) {
@@ -51,7 +51,7 @@ TEST_F(ConfigTest, JsonWithManyGuestsParsesAndValidates) {
   ASSERT_TRUE(config.ok());
   EXPECT_TRUE(Validate(*config).ok()) << Validate(*config);
   EXPECT_EQ(config->guests(0).volume(), "a");  // implied: the only volume
-  EXPECT_EQ(config->guests(1).name(), "2.sock");
+  EXPECT_EQ(config->guests(1).name(), "2");
   EXPECT_FALSE(config->volumes(0).xattr());
   EXPECT_EQ(config->thread_pool_size(), 4u);
 }
