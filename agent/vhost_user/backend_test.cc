@@ -792,7 +792,9 @@ TEST_F(BackendTest, StopIsPromptWhileFrontEndStallsMidMessage) {
   absl::SleepFor(absl::Milliseconds(20));
   absl::Time start = absl::Now();
   listener_->Stop();
-  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  // Without the stop-aware read, Stop would block for good; 5 s is slack
+  // for a loaded machine.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   EXPECT_EQ(stats_.resets.load(), 1);
 }
 

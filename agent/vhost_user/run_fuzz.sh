@@ -1,7 +1,8 @@
 #!/bin/sh
 # Fuzzes the vhost-user message parser and the virtqueue chain walker with
 # libFuzzer + ASan/UBSan (clang from scripts/install-deps.sh), SECONDS
-# (default 60) each. Seeds for the parser come from fuzz_corpus/ and are not
+# (default 60) each. Seeds come from fuzz_corpus/ (messages) and
+# vring_fuzz_corpus/ (rings) and are not
 # modified; new inputs go to scratch corpora under a temp dir printed at the
 # end. A crash leaves its input there and makes this script exit non-zero.
 #   agent/vhost_user/run_fuzz.sh 60
@@ -24,6 +25,6 @@ cd "$WORK"
 ./message_fuzzer -max_total_time="$SECONDS_TO_RUN" -timeout=5 \
   -artifact_prefix="$WORK/message-" "$WORK/message_corpus" "$SRC/fuzz_corpus"
 ./vring_fuzzer -max_total_time="$SECONDS_TO_RUN" -timeout=5 -max_len=16384 \
-  -artifact_prefix="$WORK/vring-" "$WORK/vring_corpus"
+  -artifact_prefix="$WORK/vring-" "$WORK/vring_corpus" "$SRC/vring_fuzz_corpus"
 echo "fuzzing done: $WORK (message corpus $(ls "$WORK/message_corpus" | wc -l)," \
   "vring corpus $(ls "$WORK/vring_corpus" | wc -l) inputs)"

@@ -1,8 +1,11 @@
 // libFuzzer target for the split-virtqueue chain walker (Vring::Pop/Push):
 // the input becomes guest memory holding the descriptor table, the rings
 // and any indirect tables, so every descriptor field is attacker-chosen.
-// Input: byte 0 picks the queue size (1 << (b % 8)), byte 1 the negotiated
-// INDIRECT_DESC/EVENT_IDX bits, the rest is copied to guest address 0.
+// Input: byte 0 picks the queue size n = 1 << (b % 8), byte 1 the
+// negotiated INDIRECT_DESC/EVENT_IDX bits (bits 0-1) and the starting avail
+// index (bits 2-7); the rest is copied to guest address 0. The rings are
+// packed so small inputs reach them: descriptor table at 0, avail ring at
+// 16n, used ring right after (4-aligned).
 // Checks that every iovec Pop returns lies inside guest memory and that the
 // byte counts add up. Built by run_fuzz.sh; vring_fuzz_test.cc runs inputs
 // through it under `bazel test`.
@@ -26,8 +29,6 @@ using namespace coherefs::agent::vhost_user;
 
 constexpr uint64_t kMemSize = 64 * 1024;
 constexpr uint64_t kUvaBase = 0x7f0000000000;  // front-end view of gpa 0
-constexpr uint64_t kAvail = 0x1000;
-constexpr uint64_t kUsed = 0x2000;
 
 struct Guest {
   std::unique_ptr<GuestMemory> mem;
@@ -74,9 +75,11 @@ VringFuzzResult RunVringInput(const uint8_t* data, size_t size) {
   std::memcpy(g.host, data + 2, std::min<size_t>(size - 2, kMemSize));
   RingLayout layout;
   layout.num = 1u << (data[0] % 8);
+  const uint64_t avail = DescTableBytes(layout.num);
+  const uint64_t used = (avail + AvailRingBytes(layout.num) + 3) / 4 * 4;
   layout.desc_uva = kUvaBase;
-  layout.avail_uva = kUvaBase + kAvail;
-  layout.used_uva = kUvaBase + kUsed;
+  layout.avail_uva = kUvaBase + avail;
+  layout.used_uva = kUvaBase + used;
   layout.indirect = data[1] & 1;
   layout.event_idx = data[1] & 2;
   auto ring = Vring::Create(g.mem.get(), layout, data[1] >> 2, &g.call);
