@@ -31,7 +31,7 @@ stop() {
 trap stop INT TERM EXIT
 
 "$bin/server/coherefs-coordinator" --data-dir="$home/coordinator" \
-  --listen="$coordinator" --metrics-listen="$coordinator_metrics" &
+  --listen="$coordinator" --metrics-listen="$coordinator_metrics" --volumes=default &
 pids+=($!)
 
 "$bin/agent/coherefs-agent" --shared-dir="$home/volume" \
