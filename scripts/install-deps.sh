@@ -13,7 +13,7 @@ apt-get update -qq
 
 pkgs=(
   # build
-  bazel-bootstrap g++ pkg-config
+  bazel-bootstrap g++ pkg-config clang libclang-rt-14-dev
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libabsl-dev librocksdb-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libfuse3-dev libseccomp-dev

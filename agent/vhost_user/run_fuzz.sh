@@ -10,7 +10,8 @@ set -eu
 SECONDS_TO_RUN="${1:-60}"
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 SRC="$ROOT/agent/vhost_user"
-WORK="$(mktemp -d /tmp/vhost-fuzz.XXXXXX)"
+WORK="${FUZZ_WORK:-$(mktemp -d /tmp/vhost-fuzz.XXXXXX)}"
+mkdir -p "$WORK"
 ABSL_LIBS="$(pkg-config --libs absl_status absl_statusor absl_strings \
   absl_str_format absl_synchronization absl_time)"
 CXX="clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -I$ROOT"
@@ -22,9 +23,9 @@ $CXX "$SRC/vring_fuzzer.cc" "$SRC/vring.cc" "$SRC/guest_memory.cc" \
 
 mkdir -p "$WORK/message_corpus" "$WORK/vring_corpus"
 cd "$WORK"
-./message_fuzzer -max_total_time="$SECONDS_TO_RUN" -timeout=5 \
+./message_fuzzer -max_total_time="$SECONDS_TO_RUN" -timeout=5 -print_final_stats=1 \
   -artifact_prefix="$WORK/message-" "$WORK/message_corpus" "$SRC/fuzz_corpus"
-./vring_fuzzer -max_total_time="$SECONDS_TO_RUN" -timeout=5 -max_len=16384 \
+./vring_fuzzer -max_total_time="$SECONDS_TO_RUN" -timeout=5 -max_len=16384 -print_final_stats=1 \
   -artifact_prefix="$WORK/vring-" "$WORK/vring_corpus" "$SRC/vring_fuzz_corpus"
 echo "fuzzing done: $WORK (message corpus $(ls "$WORK/message_corpus" | wc -l)," \
   "vring corpus $(ls "$WORK/vring_corpus" | wc -l) inputs)"
