@@ -52,8 +52,8 @@ int main(int argc, char** argv) {
       "Serves virtio-fs to QEMU guests over vhost-user sockets.\n"
       "  coherefs-agent --socket-path=/run/vm1.sock --shared-dir=/srv/shared [--cache=always]\n"
       "  coherefs-agent --config=agent.json");
-  coherefs::Argv args(coherefs::DashesToUnderscores(argc, argv));
-  absl::ParseCommandLine(args.argc(), args.argv());
+  std::vector<std::string> rest = coherefs::ParseCommandLineOrExit2(argc, argv);
+  if (rest.size() > 1) return Fail(2, "unexpected argument '" + rest[1] + "'");
   coherefs::SetLogComponent("agent");
 
   namespace config = coherefs::agent::config;

@@ -1,5 +1,12 @@
 #include "common/flags.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "absl/flags/parse.h"
+
 namespace coherefs {
 
 std::vector<std::string> DashesToUnderscores(int argc, char** argv) {
@@ -25,6 +32,25 @@ std::vector<std::string> DashesToUnderscores(int argc, char** argv) {
 Argv::Argv(std::vector<std::string> args) : args_(std::move(args)) {
   for (std::string& a : args_) ptrs_.push_back(a.data());
   ptrs_.push_back(nullptr);
+}
+
+namespace {
+
+std::atomic<bool> g_parsing_flags{false};
+
+void ExitTwoOnFlagError() {
+  if (g_parsing_flags.load()) _exit(2);
+}
+
+}  // namespace
+
+std::vector<std::string> ParseCommandLineOrExit2(int argc, char** argv) {
+  g_parsing_flags = true;
+  atexit(ExitTwoOnFlagError);
+  Argv args(DashesToUnderscores(argc, argv));
+  std::vector<char*> rest = absl::ParseCommandLine(args.argc(), args.argv());
+  g_parsing_flags = false;
+  return std::vector<std::string>(rest.begin(), rest.end());
 }
 
 }  // namespace coherefs

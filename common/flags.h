@@ -27,6 +27,13 @@ class Argv {
   std::vector<char*> ptrs_;  // args_ pointers plus a trailing nullptr
 };
 
+// Parses the command line with Abseil after DashesToUnderscores, and
+// returns the positional arguments (argv[0] first). A flag Abseil cannot
+// parse makes the process exit with status 2 (Abseil's own exit status is 1;
+// the daemons' contract is 2 for a bad command line), after Abseil printed
+// what was wrong.
+std::vector<std::string> ParseCommandLineOrExit2(int argc, char** argv);
+
 }  // namespace coherefs
 
 #endif  // COHEREFS_COMMON_FLAGS_H_

@@ -69,12 +69,6 @@ namespace {
 
 constexpr char kVersion[] = "0.1.0";
 
-// absl exits with status 1 on a flag it cannot parse; the contract is 2.
-std::atomic<bool> g_parsing_flags{true};
-void ExitTwoOnFlagError() {
-  if (g_parsing_flags.load()) _exit(2);
-}
-
 [[noreturn]] void Usage(const std::string& message) {
   fprintf(stderr, "coherefs-coordinator: %s\n", message.c_str());
   exit(2);
@@ -120,11 +114,8 @@ int Run(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "coherefs coordinator: authoritative per-file versions and "
       "invalidation fan-out.");
-  atexit(ExitTwoOnFlagError);
   // Flags are spelled with dashes (--data-dir); absl names use underscores.
-  Argv args(DashesToUnderscores(argc, argv));
-  std::vector<char*> rest = absl::ParseCommandLine(args.argc(), args.argv());
-  g_parsing_flags = false;
+  std::vector<std::string> rest = ParseCommandLineOrExit2(argc, argv);
   if (rest.size() > 1) Usage(absl::StrCat("unexpected argument '", rest[1], "'"));
 
   LogLevel level;
