@@ -10,14 +10,13 @@ IovReader::IovReader(std::vector<iovec> iov) : iov_(std::move(iov)) {
   remaining_ = total_;
 }
 
-bool IovReader::Read(void* dst, size_t n) {
+template <typename Fn>
+bool IovReader::Consume(size_t n, Fn&& fn) {
   if (n > remaining_) return false;
-  auto* out = static_cast<char*>(dst);
   while (n > 0) {
     const iovec& v = iov_[index_];
     size_t chunk = std::min(n, v.iov_len - offset_);
-    std::memcpy(out, static_cast<const char*>(v.iov_base) + offset_, chunk);
-    out += chunk;
+    if (chunk > 0) fn(static_cast<char*>(v.iov_base) + offset_, chunk);
     n -= chunk;
     remaining_ -= chunk;
     offset_ += chunk;
@@ -29,25 +28,20 @@ bool IovReader::Read(void* dst, size_t n) {
   return true;
 }
 
-bool IovReader::Skip(size_t n) { return Take(n, nullptr); }
+bool IovReader::Read(void* dst, size_t n) {
+  auto* out = static_cast<char*>(dst);
+  return Consume(n, [&out](char* p, size_t len) {
+    std::memcpy(out, p, len);
+    out += len;
+  });
+}
+
+bool IovReader::Skip(size_t n) {
+  return Consume(n, [](char*, size_t) {});
+}
 
 bool IovReader::Take(size_t n, std::vector<iovec>* out) {
-  if (n > remaining_) return false;
-  while (n > 0) {
-    const iovec& v = iov_[index_];
-    size_t chunk = std::min(n, v.iov_len - offset_);
-    if (out != nullptr && chunk > 0) {
-      out->push_back({static_cast<char*>(v.iov_base) + offset_, chunk});
-    }
-    n -= chunk;
-    remaining_ -= chunk;
-    offset_ += chunk;
-    if (offset_ == v.iov_len) {
-      ++index_;
-      offset_ = 0;
-    }
-  }
-  return true;
+  return Consume(n, [out](char* p, size_t len) { out->push_back({p, len}); });
 }
 
 IovWriter::IovWriter(std::vector<iovec> iov) : iov_(std::move(iov)) {

@@ -39,6 +39,11 @@ class IovReader {
   bool Take(size_t n, std::vector<iovec>* out);
 
  private:
+  // Consumes `n` bytes, calling fn(ptr, len) for each contiguous piece;
+  // false (nothing consumed) if fewer than `n` remain.
+  template <typename Fn>
+  bool Consume(size_t n, Fn&& fn);
+
   std::vector<iovec> iov_;
   size_t index_ = 0;   // current iovec
   size_t offset_ = 0;  // offset within iov_[index_]
