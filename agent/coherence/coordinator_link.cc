@@ -18,16 +18,15 @@ absl::Duration ToDuration(std::chrono::steady_clock::duration d) {
 
 void RaiseMax(std::atomic<uint32_t>* value, uint32_t candidate) {
   uint32_t cur = value->load(std::memory_order_relaxed);
-  while (candidate > cur &&
-         !value->compare_exchange_weak(cur, candidate,
-                                       std::memory_order_relaxed)) {
+  while (candidate > cur && !value->compare_exchange_weak(
+                                cur, candidate, std::memory_order_relaxed)) {
   }
 }
 
 // Its own TCP connection (each link is one "host"), and a short reconnect
 // backoff: gRPC's default grows to minutes, which would keep a restarted
 // coordinator unreachable long after it is back.
-std::unique_ptr<client::CoordinatorClient> MakeClient(
+std::shared_ptr<client::CoordinatorClient> MakeClient(
     const CoordinatorLinkOptions& options) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
@@ -35,7 +34,7 @@ std::unique_ptr<client::CoordinatorClient> MakeClient(
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   client::CoordinatorClientOptions client_options;
   client_options.deadline = options.rpc_deadline;
-  return std::make_unique<client::CoordinatorClient>(
+  return std::make_shared<client::CoordinatorClient>(
       grpc::CreateCustomChannel(options.target,
                                 grpc::InsecureChannelCredentials(), args),
       client_options);
@@ -55,6 +54,17 @@ CoordinatorLink::CoordinatorLink(CoordinatorLinkOptions options)
 
 CoordinatorLink::~CoordinatorLink() { Stop(); }
 
+std::shared_ptr<client::CoordinatorClient> CoordinatorLink::Client() const {
+  absl::MutexLock lock(&client_mu_);
+  return client_;
+}
+
+void CoordinatorLink::ReconnectClient() {
+  std::shared_ptr<client::CoordinatorClient> fresh = MakeClient(options_);
+  absl::MutexLock lock(&client_mu_);
+  client_.swap(fresh);
+}
+
 absl::Status CoordinatorLink::Start() {
   if (options_.agent_id.empty()) {
     return absl::InvalidArgumentError("coordinator link: empty agent id");
@@ -65,8 +75,8 @@ absl::Status CoordinatorLink::Start() {
   std::set<std::string> names;
   for (const auto& vol : volumes_) {
     if (vol->table == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("coordinator link: volume ", vol->name, " has no table"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "coordinator link: volume ", vol->name, " has no table"));
     }
     if (!names.insert(vol->name).second) {
       return absl::InvalidArgumentError(
@@ -121,7 +131,7 @@ void CoordinatorLink::Stop() {
     if (vol->thread.joinable()) vol->thread.join();
   }
   if (was_registered) {
-    absl::Status s = client_->UnregisterAgent(options_.agent_id);
+    absl::Status s = Client()->UnregisterAgent(options_.agent_id);
     if (!s.ok()) {
       LOG_WARN("unregister failed (best effort)").Kv("status", s);
     }
@@ -249,6 +259,21 @@ void CoordinatorLink::LeaseLoop() {
   const auto grow = [&] {
     backoff = std::min(backoff * 2, options_.max_backoff);
   };
+  // While fenced for want of a reachable coordinator, try a fresh channel
+  // now and then (see client_ in the header).
+  Clock::time_point last_new_channel = Clock::now();
+  const auto maybe_new_channel = [&](const absl::Status& status) {
+    if (!absl::IsUnavailable(status)) return;
+    {
+      absl::MutexLock lock(&mu_);
+      if (LeaseLiveLocked()) return;
+    }
+    if (Clock::now() - last_new_channel < std::chrono::milliseconds(500)) {
+      return;
+    }
+    last_new_channel = Clock::now();
+    ReconnectClient();
+  };
   for (;;) {
     bool registered;
     Clock::time_point deadline;
@@ -263,7 +288,7 @@ void CoordinatorLink::LeaseLoop() {
     }
     if (!registered) {
       const Clock::time_point sent = Clock::now();
-      auto reply = client_->RegisterAgent(
+      auto reply = Client()->RegisterAgent(
           options_.agent_id, options_.lease_ttl, options_.max_guest_lease_ms);
       if (reply.ok()) {
         absl::MutexLock lock(&mu_);
@@ -284,8 +309,9 @@ void CoordinatorLink::LeaseLoop() {
       if (absl::IsAlreadyExists(reply.status())) {
         // A previous incarnation of this agent still holds a live lease:
         // it expires within its TTL, after which the id is free again.
-        LOG_WARN("agent id still registered (previous incarnation?); "
-                 "waiting out its lease before registering again")
+        LOG_WARN(
+            "agent id still registered (previous incarnation?); "
+            "waiting out its lease before registering again")
             .Kv("agent", options_.agent_id)
             .Kv("wait", absl::FormatDuration(options_.lease_ttl));
         if (!SleepUnlessStopping(options_.lease_ttl)) return;
@@ -294,6 +320,7 @@ void CoordinatorLink::LeaseLoop() {
       LOG_WARN("register failed; retrying")
           .Kv("status", reply.status())
           .Kv("backoff", absl::FormatDuration(backoff));
+      maybe_new_channel(reply.status());
       if (!SleepUnlessStopping(backoff)) return;
       grow();
       continue;
@@ -312,7 +339,7 @@ void CoordinatorLink::LeaseLoop() {
       continue;
     }
     const Clock::time_point sent = Clock::now();
-    auto reply = client_->KeepAlive(options_.agent_id);
+    auto reply = Client()->KeepAlive(options_.agent_id);
     if (reply.ok()) {
       absl::MutexLock lock(&mu_);
       granted_ttl_ = absl::Milliseconds(reply->lease_ttl_ms());
@@ -349,6 +376,7 @@ void CoordinatorLink::LeaseLoop() {
     if (backoff == options_.min_backoff) {  // first failure in a row
       LOG_WARN("keep-alive failed; retrying").Kv("status", reply.status());
     }
+    maybe_new_channel(reply.status());
     if (!SleepUnlessStopping(wait)) return;
     grow();
   }
@@ -433,7 +461,7 @@ absl::Status CoordinatorLink::Resync(VolumeState* vol) {
   bool first = true;
   do {
     ASSIGN_OR_RETURN(v1::SnapshotResponse page,
-                     client_->Snapshot(vol->name, start, 0));
+                     Client()->Snapshot(vol->name, start, 0));
     if (first) {
       // Resume after the FIRST page's sequence: later pages may be newer,
       // which is harmless (versions only grow; the stream replays them).
@@ -442,11 +470,10 @@ absl::Status CoordinatorLink::Resync(VolumeState* vol) {
       first = false;
     }
     slots_used = std::max(slots_used, page.slots_used());
-    ASSIGN_OR_RETURN(
-        SnapshotResult result,
-        vol->table->ApplySnapshot(
-            start, absl::MakeConstSpan(page.versions().data(),
-                                       page.versions_size())));
+    ASSIGN_OR_RETURN(SnapshotResult result,
+                     vol->table->ApplySnapshot(
+                         start, absl::MakeConstSpan(page.versions().data(),
+                                                    page.versions_size())));
     if (result.ahead > 0) {
       // The coordinator lost acknowledged state (DESIGN.md). The table is
       // not lowered; the volume stays fenced until the stream confirms.
@@ -477,14 +504,18 @@ void CoordinatorLink::PublishSyncState(VolumeState* vol) {
       std::min(vol->slots_used.load(std::memory_order_relaxed),
                vol->table->capacity()));
   if (!s.ok()) {
-    LOG_ERROR("cannot publish sync state").Kv("volume", vol->name).Kv("status", s);
+    LOG_ERROR("cannot publish sync state")
+        .Kv("volume", vol->name)
+        .Kv("status", s);
   }
 }
 
 absl::Status CoordinatorLink::RunStream(VolumeState* vol, bool just_resynced,
                                         bool* need_resync, bool* progressed) {
+  // Holds the channel for the stream's lifetime.
+  const std::shared_ptr<client::CoordinatorClient> client = Client();
   std::unique_ptr<client::SubscribeStream> stream =
-      client_->Subscribe(vol->name, vol->next_seq, options_.agent_id);
+      client->Subscribe(vol->name, vol->next_seq, options_.agent_id);
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) stream->Cancel();
@@ -598,7 +629,7 @@ absl::Status CoordinatorLink::RunStream(VolumeState* vol, bool just_resynced,
 absl::StatusOr<std::vector<v1::SlotVersion>> CoordinatorLink::Resolve(
     const std::string& volume, const std::vector<std::string>& keys) {
   RETURN_IF_ERROR(CheckLease());
-  ASSIGN_OR_RETURN(v1::ResolveResponse reply, client_->Resolve(volume, keys));
+  ASSIGN_OR_RETURN(v1::ResolveResponse reply, Client()->Resolve(volume, keys));
   std::vector<v1::SlotVersion> out(reply.slots().begin(), reply.slots().end());
   VolumeState* vol = Find(volume);
   if (vol != nullptr) {
@@ -614,9 +645,9 @@ absl::StatusOr<BumpResult> CoordinatorLink::Bump(
     const std::string& volume, const std::vector<uint32_t>& slots,
     bool wait_for_leases) {
   RETURN_IF_ERROR(CheckLease());
-  ASSIGN_OR_RETURN(v1::BumpResponse reply,
-                   client_->Bump(volume, slots, options_.agent_id,
-                                 wait_for_leases));
+  ASSIGN_OR_RETURN(
+      v1::BumpResponse reply,
+      Client()->Bump(volume, slots, options_.agent_id, wait_for_leases));
   BumpResult result;
   result.versions.assign(reply.versions().begin(), reply.versions().end());
   result.lease_wait_ms = reply.lease_wait_ms();

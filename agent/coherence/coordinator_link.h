@@ -63,7 +63,7 @@
 namespace coherefs::agent::coherence {
 
 struct LinkVolume {
-  std::string name;             // coordinator volume name
+  std::string name;               // coordinator volume name
   VersionTable* table = nullptr;  // borrowed; must outlive the link
 };
 
@@ -158,11 +158,11 @@ class CoordinatorLink {
     VersionTable* table = nullptr;
     VolumeLinkMetrics metrics;
     // Owned by the volume's thread; read by others under mu_.
-    bool synced = false;           // guarded by mu_
+    bool synced = false;  // guarded by mu_
     // The epoch `synced` holds for: a registration under another epoch
     // fences the volume until it has resynchronised. Guarded by mu_.
     uint64_t synced_epoch = 0;
-    bool fence_published = true;   // guarded by mu_: last flag written
+    bool fence_published = true;  // guarded by mu_: last flag written
     client::SubscribeStream* stream = nullptr;  // guarded by mu_
     // Used only by the volume's thread.
     uint64_t epoch = 0;
@@ -208,7 +208,15 @@ class CoordinatorLink {
   VolumeState* Find(const std::string& volume) const;
 
   const CoordinatorLinkOptions options_;
-  std::unique_ptr<client::CoordinatorClient> client_;
+  // The current client. Replaced (ReconnectClient) when the lease has
+  // lapsed and the coordinator is unreachable: a gRPC channel whose
+  // connection attempts failed can stay in backoff for seconds after the
+  // coordinator is back, which would keep the agent fenced needlessly.
+  std::shared_ptr<client::CoordinatorClient> Client() const;
+  void ReconnectClient();
+  mutable absl::Mutex client_mu_;
+  std::shared_ptr<client::CoordinatorClient> client_
+      ABSL_GUARDED_BY(client_mu_);
   std::vector<std::unique_ptr<VolumeState>> volumes_;
   LinkMetrics metrics_;
 

@@ -1,26 +1,12 @@
 // CoordinatorLink against the real coherefs-coordinator binary over loopback
 // gRPC: propagation between two links ("hosts"), fencing across a
 // coordinator restart, resync after log compaction, exact error codes.
-//
-// //tests/coordinator:coordinator_process is private to its package, so
-// this file carries a minimal process runner of its own (fixed port, so a
-// restarted coordinator is found at the same address).
 #include "agent/coherence/coordinator_link.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdlib.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
-#include <iostream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -28,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "agent/coherence/version_table.h"
 #include "client/coordinator_client.h"
+#include "tests/coordinator/coordinator_process.h"
 #include "gtest/gtest.h"
 
 namespace coherefs::agent::coherence {
@@ -35,132 +22,27 @@ namespace {
 
 constexpr uint32_t kCapacity = 4096;
 
-std::string CoordinatorBinary() {
-  const char* srcdir = getenv("TEST_SRCDIR");
-  const char* workspace = getenv("TEST_WORKSPACE");
-  return absl::StrCat(srcdir != nullptr ? srcdir : ".", "/",
-                      workspace != nullptr ? workspace : "coherefs",
-                      "/server/coherefs-coordinator");
-}
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
-// One coordinator process on a fixed loopback port and data directory,
-// ended by PID (SIGTERM, SIGKILL after 10 s) in Stop() and the destructor.
+// The real coordinator on a fixed loopback port (so a restart is found at
+// the same address) and a data directory kept across restarts.
 class Coordinator {
  public:
   explicit Coordinator(std::vector<std::string> extra_args)
-      : extra_args_(std::move(extra_args)) {
-    const char* base = getenv("TEST_TMPDIR");
-    std::string pattern =
-        absl::StrCat(base != nullptr ? base : "/tmp", "/link_XXXXXX");
-    if (mkdtemp(pattern.data()) == nullptr) abort();
-    dir_ = pattern;
-    port_ = FreePort();
+      : port_(coherefs::testing::PickFreePort()) {
+    // Later flags win: this replaces the runner's --listen=127.0.0.1:0.
+    extra_args.push_back(absl::StrCat("--listen=127.0.0.1:", port_));
+    process_ = std::make_unique<coherefs::testing::CoordinatorProcess>(dir_.path(),
+                                                                      std::move(extra_args));
   }
-  ~Coordinator() {
-    Kill();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
+  bool Start() { return process_->Start().ok(); }
+  // SIGTERM (SIGKILL after 10 s). True on a clean exit.
+  bool Stop() { return process_->Stop() == 0; }
   std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
-
-  // Starts on the same port and data directory every time; waits (up to
-  // 20 s, bounded) for the port file.
-  bool Start() {
-    const std::string port_file = dir_ + "/port";
-    unlink(port_file.c_str());
-    std::vector<std::string> args = {
-        CoordinatorBinary(),
-        absl::StrCat("--listen=127.0.0.1:", port_),
-        "--data-dir=" + dir_ + "/data",
-        "--port-file=" + port_file,
-        "--metrics-listen=",
-        "--progress-interval=100ms",
-    };
-    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string log = dir_ + "/log";
-    pid_t pid = fork();
-    if (pid < 0) return false;
-    if (pid == 0) {
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    pid_ = pid;
-    for (int i = 0; i < 2000; ++i) {
-      std::ifstream in(port_file);
-      std::string text;
-      if (in && std::getline(in, text) && !text.empty()) return true;
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return false;
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    Kill();
-    return false;
-  }
-
-  // SIGTERM, then SIGKILL after 10 s. True on a clean exit.
-  bool Stop() {
-    if (pid_ <= 0) return false;
-    kill(pid_, SIGTERM);
-    for (int i = 0; i < 1000; ++i) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    Kill();
-    return false;
-  }
-
-  void Kill() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-
-  std::string Log() const {
-    std::ifstream in(dir_ + "/log");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
+  std::string Log() const { return process_->Log(); }
 
  private:
-  const std::vector<std::string> extra_args_;
-  std::string dir_;
-  int port_ = 0;
-  pid_t pid_ = -1;
+  coherefs::testing::TempDir dir_;
+  const int port_;
+  std::unique_ptr<coherefs::testing::CoordinatorProcess> process_;
 };
 
 std::unique_ptr<VersionTable> NewTable(const std::string& volume) {
@@ -170,9 +52,8 @@ std::unique_ptr<VersionTable> NewTable(const std::string& volume) {
 }
 
 CoordinatorLinkOptions Options(const std::string& target,
-                               const std::string& agent,
-                               absl::Duration ttl, const std::string& volume,
-                               VersionTable* table) {
+                               const std::string& agent, absl::Duration ttl,
+                               const std::string& volume, VersionTable* table) {
   CoordinatorLinkOptions o;
   o.target = target;
   o.agent_id = agent;
@@ -227,10 +108,10 @@ TEST_F(LinkTest, BumpsThroughOneLinkReachTheOtherInOrder) {
   StartCoordinator({});
   auto table_a = NewTable("vol");
   auto table_b = NewTable("vol");
-  CoordinatorLink a(Options(coordinator_->target(), "host-a",
-                            absl::Seconds(5), "vol", table_a.get()));
-  CoordinatorLink b(Options(coordinator_->target(), "host-b",
-                            absl::Seconds(5), "vol", table_b.get()));
+  CoordinatorLink a(Options(coordinator_->target(), "host-a", absl::Seconds(5),
+                            "vol", table_a.get()));
+  CoordinatorLink b(Options(coordinator_->target(), "host-b", absl::Seconds(5),
+                            "vol", table_b.get()));
   ASSERT_TRUE(a.Start().ok());
   ASSERT_TRUE(b.Start().ok());
   ASSERT_TRUE(a.WaitUnfenced(absl::Seconds(10)));
@@ -325,11 +206,8 @@ TEST_F(LinkTest, FencedUntilSyncedAndWhileTheCoordinatorIsGone) {
             absl::StatusCode::kFailedPrecondition);
 
   // Same port, same data: re-register, new epoch, resync, unfence.
-  const absl::Time restart = absl::Now();
   ASSERT_TRUE(coordinator_->Start()) << coordinator_->Log();
-  std::cerr << "coordinator restart took "
-            << absl::FormatDuration(absl::Now() - restart) << "\n";
-  ASSERT_TRUE(link.WaitUnfenced(absl::Seconds(15)));
+  ASSERT_TRUE(link.WaitUnfenced(absl::Seconds(10)));
   EXPECT_FALSE(link.fenced());
   EXPECT_FALSE(table->ReadHeader().fenced);
   EXPECT_GT(link.epoch(), epoch1);
@@ -357,8 +235,8 @@ TEST_F(LinkTest, ResyncsFromSnapshotAfterCompaction) {
   StartCoordinator({"--log-retention=10", "--compaction-interval=100ms"});
   auto table_a = NewTable("vol");
   auto table_b = NewTable("vol");
-  CoordinatorLink a(Options(coordinator_->target(), "host-a",
-                            absl::Seconds(5), "vol", table_a.get()));
+  CoordinatorLink a(Options(coordinator_->target(), "host-a", absl::Seconds(5),
+                            "vol", table_a.get()));
   ASSERT_TRUE(a.Start().ok());
   ASSERT_TRUE(a.WaitUnfenced(absl::Seconds(10)));
   auto slots = a.Resolve("vol", Keys("g", 20));
@@ -387,12 +265,27 @@ TEST_F(LinkTest, ResyncsFromSnapshotAfterCompaction) {
     return v.ok() && v->first_retained_seq() > b_seq + 1;
   }));
 
-  CoordinatorLink b(Options(coordinator_->target(), "host-b",
-                            absl::Seconds(5), "vol", table_b.get()));
+  // The table B kept says seq 1: B must stay fenced until the snapshot is
+  // in. Record the table's sequence at every unfence.
+  absl::Mutex events_mu;
+  std::vector<uint64_t> unfenced_at;
+  CoordinatorLinkOptions options = Options(
+      coordinator_->target(), "host-b", absl::Seconds(5), "vol", table_b.get());
+  options.on_fence_change = [&](const std::string& volume, bool fenced) {
+    if (fenced) return;
+    absl::MutexLock lock(&events_mu);
+    unfenced_at.push_back(table_b->ReadHeader().committed_seq);
+  };
+  CoordinatorLink b(options);
   ASSERT_TRUE(b.Start().ok());
   ASSERT_TRUE(b.WaitUnfenced(absl::Seconds(10)));
   const uint64_t committed = CommittedSeq();
   ASSERT_EQ(committed, 101u);
+  {
+    absl::MutexLock lock(&events_mu);
+    ASSERT_EQ(unfenced_at.size(), 1u);
+    EXPECT_EQ(unfenced_at[0], committed);
+  }
   ASSERT_TRUE(Eventually(absl::Seconds(5), [&] {
     return table_b->ReadHeader().committed_seq == committed;
   }));
@@ -414,9 +307,8 @@ TEST_F(LinkTest, ExactErrorCodes) {
   StartCoordinator({});
   auto table = NewTable("vol");
   {
-    CoordinatorLinkOptions bad =
-        Options(coordinator_->target(), "host-a", absl::Seconds(5), "vol",
-                nullptr);
+    CoordinatorLinkOptions bad = Options(coordinator_->target(), "host-a",
+                                         absl::Seconds(5), "vol", nullptr);
     CoordinatorLink link(bad);
     EXPECT_EQ(link.Start().code(), absl::StatusCode::kInvalidArgument);
   }
