@@ -8,6 +8,8 @@
 #include "agent/fuse_session.h"
 #include "agent/metrics/fuse_ops_collector.h"
 #include "agent/metrics/guest_collector.h"
+#include "agent/metrics/link_collector.h"
+#include "client/coordinator_client.h"
 #include "agent/passthrough/passthrough_fs.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -20,6 +22,9 @@ namespace {
 // num-request-queues (default 1) of them and refuses a backend offering
 // fewer than it wants, so offer a few.
 constexpr uint32_t kRequestQueues = 8;
+
+// Version-table slots per volume when the config does not say.
+constexpr uint32_t kDefaultTableCapacity = 1u << 20;
 
 passthrough::Options FsOptions(const config::Volume& volume) {
   passthrough::Options options;
@@ -76,6 +81,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& c
 }
 
 absl::Status Agent::StartAll() {
+  RETURN_IF_ERROR(StartCoordinatorLink());
   fuse::Server::Options server_options;
   server_options.stats = &op_stats_;
   for (const config::Guest& g : config_.guests()) {
@@ -116,6 +122,44 @@ absl::Status Agent::StartAll() {
   return StartMetrics();
 }
 
+absl::Status Agent::StartCoordinatorLink() {
+  if (config_.coordinator().empty()) return absl::OkStatus();
+  coherence::CoordinatorLinkOptions options;
+  options.target = config_.coordinator();
+  options.agent_id = config_.agent_id();
+  if (config_.lease_ttl_ms() > 0) options.lease_ttl = absl::Milliseconds(config_.lease_ttl_ms());
+  // Best effort: create the volumes the agent serves. When the coordinator
+  // is not up yet, the link keeps retrying and an operator (or the
+  // coordinator's --volumes) creates them.
+  auto admin = client::CoordinatorClient::Create(config_.coordinator());
+  for (const config::Volume& v : config_.volumes()) {
+    uint32_t capacity = v.table_capacity() > 0 ? v.table_capacity() : kDefaultTableCapacity;
+    ASSIGN_OR_RETURN(auto table, coherence::VersionTable::Create(v.name(), capacity));
+    options.volumes.push_back({v.name(), table.get()});
+    tables_.emplace_back(v.name(), std::move(table));
+    auto created = admin->CreateVolume(v.name(), capacity);
+    if (!created.ok() && created.status().code() != absl::StatusCode::kAlreadyExists) {
+      LOG_WARN("could not create volume at the coordinator; the link will keep trying")
+          .Kv("volume", v.name())
+          .Kv("error", created.status());
+    }
+  }
+  link_ = std::make_unique<coherence::CoordinatorLink>(std::move(options));
+  RETURN_IF_ERROR(link_->Start());
+  LOG_INFO("following coordinator")
+      .Kv("coordinator", config_.coordinator())
+      .Kv("agent_id", config_.agent_id())
+      .Kv("volumes", config_.volumes_size());
+  return absl::OkStatus();
+}
+
+coherence::VersionTable* Agent::version_table(const std::string& volume) const {
+  for (const auto& [name, table] : tables_) {
+    if (name == volume) return table.get();
+  }
+  return nullptr;
+}
+
 absl::Status Agent::StartMetrics() {
   if (config_.metrics_listen().empty()) return absl::OkStatus();
   collectors_.push_back(std::make_shared<metrics::FuseOpsCollector>(&op_stats_));
@@ -125,6 +169,9 @@ absl::Status Agent::StartMetrics() {
     sources.push_back({g.name, g.volume, [server] { return server->Metrics(); }});
   }
   collectors_.push_back(std::make_shared<metrics::GuestCollector>(std::move(sources)));
+  if (link_ != nullptr) {
+    collectors_.push_back(std::make_shared<metrics::LinkCollector>(link_.get(), VolumeNames()));
+  }
   try {
     exposer_ = std::make_unique<prometheus::Exposer>(config_.metrics_listen());
   } catch (const std::exception& e) {
@@ -134,6 +181,12 @@ absl::Status Agent::StartMetrics() {
   for (const auto& c : collectors_) exposer_->RegisterCollectable(c);
   LOG_INFO("metrics endpoint").Kv("address", metrics_address());
   return absl::OkStatus();
+}
+
+std::vector<std::string> Agent::VolumeNames() const {
+  std::vector<std::string> names;
+  for (const config::Volume& v : config_.volumes()) names.push_back(v.name());
+  return names;
 }
 
 std::string Agent::metrics_address() const {
@@ -149,6 +202,7 @@ void Agent::Stop() {
   // Metrics first: the collectors read the servers stopped below.
   exposer_.reset();
   for (Guest& g : guests_) g.server->Stop();
+  if (link_ != nullptr) link_->Stop();
   for (HostMount& m : host_mounts_) {
     absl::Status status = m.transport->Stop();
     if (!status.ok()) LOG_WARN("unmount failed").Kv("dir", m.dir).Kv("error", status);

@@ -21,6 +21,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "agent/coherence/coordinator_link.h"
+#include "agent/coherence/version_table.h"
 #include "agent/config/agent_config.pb.h"
 #include "agent/fuse/dev_fuse_transport.h"
 #include "agent/fuse/op_stats.h"
@@ -45,6 +47,11 @@ class Agent {
   // The address the metrics endpoint is bound to ("" when disabled).
   std::string metrics_address() const;
 
+  // With a coordinator configured: the link and each volume's version
+  // table (nullptr otherwise, or for an unknown volume).
+  coherence::CoordinatorLink* coordinator_link() const { return link_.get(); }
+  coherence::VersionTable* version_table(const std::string& volume) const;
+
  private:
   struct Guest {
     std::string name;
@@ -61,11 +68,16 @@ class Agent {
   explicit Agent(config::AgentConfig config);
   absl::Status StartAll();
   absl::Status StartMetrics();
+  absl::Status StartCoordinatorLink();
+  std::vector<std::string> VolumeNames() const;
 
   const config::AgentConfig config_;
   // Every session's FUSE counters, kept across sessions so counters never
   // go backwards when a guest reconnects.
   fuse::OpStats op_stats_;
+  // Declared before the link, which borrows them: destroyed after it.
+  std::vector<std::pair<std::string, std::unique_ptr<coherence::VersionTable>>> tables_;
+  std::unique_ptr<coherence::CoordinatorLink> link_;
   std::vector<Guest> guests_;
   std::vector<HostMount> host_mounts_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectors_;

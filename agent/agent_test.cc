@@ -8,7 +8,10 @@
 
 #include <string>
 
+#include "absl/time/clock.h"
 #include "agent/config/config.h"
+#include "client/coordinator_client.h"
+#include "tests/coordinator/coordinator_process.h"
 #include "gtest/gtest.h"
 
 namespace coherefs::agent {
@@ -93,6 +96,54 @@ TEST_F(AgentTest, MetricsOnAnEphemeralPortReportTheBoundAddress) {
   std::string address = (*agent)->metrics_address();
   EXPECT_EQ(address.rfind("127.0.0.1:", 0), 0u) << address;
   EXPECT_NE(address, "127.0.0.1:0");
+}
+
+TEST_F(AgentTest, FollowsTheCoordinatorIntoItsVersionTable) {
+  coherefs::testing::TempDir data;
+  coherefs::testing::CoordinatorProcess coordinator(data.path(), {});
+  ASSERT_TRUE(coordinator.Start().ok()) << coordinator.Log();
+
+  config::AgentConfig config = Config({dir_ + "/a.sock"});
+  config.set_coordinator(coordinator.target());
+  config.set_agent_id("host-a");
+  config.mutable_volumes(0)->set_table_capacity(1024);
+  auto agent = Agent::Start(config);
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  coherence::CoordinatorLink* link = (*agent)->coordinator_link();
+  ASSERT_NE(link, nullptr);
+  // The agent created its volume at the coordinator and synced its table.
+  ASSERT_TRUE(link->WaitUnfenced(absl::Seconds(20))) << coordinator.Log();
+  coherence::VersionTable* table = (*agent)->version_table("default");
+  ASSERT_NE(table, nullptr);
+  EXPECT_EQ((*agent)->version_table("other"), nullptr);
+
+  // Another host bumps a file: the agent's table shows the new version.
+  auto admin = client::CoordinatorClient::Create(coordinator.target());
+  auto slots = admin->Resolve("default", {"file-key-1"});
+  ASSERT_TRUE(slots.ok()) << slots.status();
+  uint32_t slot = slots->slots(0).slot();
+  auto bumped = admin->Bump("default", {slot});
+  ASSERT_TRUE(bumped.ok()) << bumped.status();
+  const uint64_t want = bumped->versions(0);
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  uint64_t got = 0;
+  while (absl::Now() < end) {
+    auto v = table->Load(slot);
+    ASSERT_TRUE(v.ok());
+    got = *v;
+    if (got == want) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(got, want);
+  (*agent)->Stop();
+  EXPECT_TRUE(link->fenced());
+}
+
+TEST_F(AgentTest, BadCoordinatorAddressIsInvalidArgument) {
+  config::AgentConfig config = Config({dir_ + "/a.sock"});
+  config.set_coordinator("no-port");
+  config.set_agent_id("host-a");
+  EXPECT_EQ(Agent::Start(config).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

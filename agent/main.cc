@@ -36,6 +36,9 @@ ABSL_FLAG(int, thread_pool_size, -1,
 ABSL_FLAG(std::string, metrics_listen, "",
           "host:port for the Prometheus /metrics endpoint; empty disables it.");
 ABSL_FLAG(std::string, log_level, "", "debug | info | warn | error (default info).");
+ABSL_FLAG(std::string, coordinator, "",
+          "host:port of coherefs-coordinator to follow; empty runs alone.");
+ABSL_FLAG(std::string, agent_id, "", "This agent's id at the coordinator (default: host name).");
 
 namespace {
 
@@ -75,6 +78,8 @@ int main(int argc, char** argv) {
   flags.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   flags.metrics_listen_set = !flags.metrics_listen.empty();
   flags.log_level = absl::GetFlag(FLAGS_log_level);
+  flags.coordinator = absl::GetFlag(FLAGS_coordinator);
+  flags.agent_id = absl::GetFlag(FLAGS_agent_id);
   auto merged = config::ApplyFlags(std::move(base), flags);
   if (!merged.ok()) return Fail(2, std::string(merged.status().message()));
   if (absl::Status s = config::Validate(*merged); !s.ok()) {

@@ -36,6 +36,7 @@ pids+=($!)
 
 "$bin/agent/coherefs-agent" --shared-dir="$home/volume" \
   --socket-path="$home/sockets/vm1.sock" --cache=always \
+  --coordinator="$coordinator" --agent-id="$(hostname)" \
   --metrics-listen="$agent_metrics" &
 pids+=($!)
 

@@ -1,6 +1,7 @@
 #include "agent/config/config.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <set>
@@ -136,6 +137,13 @@ absl::StatusOr<AgentConfig> ApplyFlags(AgentConfig config, const FlagOverrides& 
   if (flags.thread_pool_size >= 0) config.set_thread_pool_size(flags.thread_pool_size);
   if (flags.metrics_listen_set) config.set_metrics_listen(flags.metrics_listen);
   if (!flags.log_level.empty()) config.set_log_level(flags.log_level);
+  if (!flags.coordinator.empty()) config.set_coordinator(flags.coordinator);
+  if (!flags.agent_id.empty()) config.set_agent_id(flags.agent_id);
+  if (!config.coordinator().empty() && config.agent_id().empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    config.set_agent_id(host[0] != '\0' ? host : "agent");
+  }
   // Fill implied fields so the rest of the agent sees a complete config.
   for (Guest& g : *config.mutable_guests()) {
     if (g.name().empty()) g.set_name(GuestNameFromSocket(g.socket_path()));
@@ -220,6 +228,13 @@ absl::Status Validate(const AgentConfig& config) {
   if (config.thread_pool_size() > kMaxThreadPool) {
     return Invalid("thread_pool_size", absl::StrCat(config.thread_pool_size(), " is over ",
                                                     kMaxThreadPool));
+  }
+  if (!config.coordinator().empty() &&
+      (config.coordinator().find(':') == std::string::npos || config.agent_id().empty() ||
+       config.agent_id().size() > 128)) {
+    return Invalid("coordinator",
+                   absl::StrCat("\"", config.coordinator(),
+                                "\" must be host:port, with an agent id of 1..128 bytes"));
   }
   LogLevel level;
   if (!config.log_level().empty() && !ParseLogLevel(config.log_level(), &level)) {

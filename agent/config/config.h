@@ -31,6 +31,8 @@ struct FlagOverrides {
   std::string metrics_listen;
   bool metrics_listen_set = false;
   std::string log_level;
+  std::string coordinator;
+  std::string agent_id;
 };
 
 // Parses a JSON configuration. InvalidArgument with the parser's message on
