@@ -229,6 +229,15 @@ class PassthroughFs final : public fuse::FileSystem {
     UniqueFd fd;
     // Directory streams: one ReadDir at a time moves the shared offset.
     absl::Mutex dir_mu;
+    // What getdents64 returned beyond the entries the last ReadDir could
+    // send: a guest reads a large directory a page at a time, so without it
+    // every request would seek back and read the same host entries again.
+    // dents[dents_pos, dents_len) is valid when the next ReadDir asks for
+    // cookie dents_resume.
+    std::unique_ptr<char[]> dents ABSL_GUARDED_BY(dir_mu);
+    long dents_len ABSL_GUARDED_BY(dir_mu) = 0;
+    long dents_pos ABSL_GUARDED_BY(dir_mu) = 0;
+    uint64_t dents_resume ABSL_GUARDED_BY(dir_mu) = 0;
   };
   using HandleRef = std::shared_ptr<Handle>;
 

@@ -170,44 +170,52 @@ absl::Status PassthroughFs::ReadDir(const Context& ctx, InodeId inode, HandleId 
 
   // Cookies are the host's d_off values: lseek to one resumes right after
   // the entry that carried it, whatever the host file system's scheme.
+  constexpr long kBufSize = 32 * 1024;
   absl::MutexLock lock(&h->dir_mu);
   const int fd = h->fd.get();
-  if (lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) return LastErrnoStatus("seekdir");
-
-  constexpr size_t kBufSize = 32 * 1024;
-  std::unique_ptr<uint64_t[]> storage(new uint64_t[kBufSize / sizeof(uint64_t)]);
-  char* buf = reinterpret_cast<char*>(storage.get());
+  if (h->dents == nullptr) h->dents.reset(new char[kBufSize]);
+  const bool buffered = h->dents_pos < h->dents_len && h->dents_resume == offset;
+  if (!buffered) {
+    if (lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) return LastErrnoStatus("seekdir");
+    h->dents_len = h->dents_pos = 0;
+  }
+  // The cookie the guest will send to continue after what was accepted.
+  uint64_t resume = offset;
   for (;;) {
-    long n = syscall(SYS_getdents64, fd, buf, kBufSize);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return LastErrnoStatus("getdents64");
-    }
-    if (n == 0) return absl::OkStatus();
-    for (long pos = 0; pos < n;) {
-      // struct linux_dirent64: u64 d_ino, s64 d_off, u16 d_reclen, u8 d_type,
-      // char d_name[].
-      uint64_t ino;
-      int64_t off;
-      uint16_t reclen;
-      uint8_t type;
-      memcpy(&ino, buf + pos, 8);
-      memcpy(&off, buf + pos + 8, 8);
-      memcpy(&reclen, buf + pos + 16, 2);
-      memcpy(&type, buf + pos + 18, 1);
-      const char* name_ptr = buf + pos + 19;
-      absl::string_view name(name_ptr, strnlen(name_ptr, reclen - 19));
-      pos += reclen;
-
-      fuse::DirEntry entry;
-      entry.ino = ino;
-      entry.offset = static_cast<uint64_t>(off);
-      entry.type = type;
-      entry.name = name;
-      if (!plus) {
-        if (!sink.Add(entry, nullptr)) return absl::OkStatus();
-        continue;
+    if (h->dents_pos >= h->dents_len) {
+      long n = syscall(SYS_getdents64, fd, h->dents.get(), kBufSize);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        h->dents_len = h->dents_pos = 0;
+        return LastErrnoStatus("getdents64");
       }
+      h->dents_len = n;
+      h->dents_pos = 0;
+      if (n == 0) return absl::OkStatus();
+    }
+    // struct linux_dirent64: u64 d_ino, s64 d_off, u16 d_reclen, u8 d_type,
+    // char d_name[].
+    const char* rec = h->dents.get() + h->dents_pos;
+    uint64_t ino;
+    int64_t off;
+    uint16_t reclen;
+    uint8_t type;
+    memcpy(&ino, rec, 8);
+    memcpy(&off, rec + 8, 8);
+    memcpy(&reclen, rec + 16, 2);
+    memcpy(&type, rec + 18, 1);
+    absl::string_view name(rec + 19, strnlen(rec + 19, reclen - 19));
+
+    fuse::DirEntry entry;
+    entry.ino = ino;
+    entry.offset = static_cast<uint64_t>(off);
+    entry.type = type;
+    entry.name = name;
+    bool taken;
+    bool gone = false;
+    if (!plus) {
+      taken = sink.Add(entry, nullptr);
+    } else {
       // READDIRPLUS: "." and ".." go out without attributes (inode 0), which
       // the kernel skips without counting a lookup.
       Entry looked_up;
@@ -216,15 +224,21 @@ absl::Status PassthroughFs::ReadDir(const Context& ctx, InodeId inode, HandleId 
         if (found.ok()) {
           looked_up = *found;
         } else if (ErrnoFromStatus(found.status()) == ENOENT) {
-          continue;  // removed since getdents: not an entry any more
+          gone = true;  // removed since getdents: not an entry any more
         }
         // Other errors: the name without attributes; the guest looks it up.
       }
-      if (!sink.Add(entry, &looked_up)) {
-        if (looked_up.inode != 0) inodes_.Forget(looked_up.inode, 1);
-        return absl::OkStatus();
-      }
+      taken = gone || sink.Add(entry, &looked_up);
+      if (!taken && looked_up.inode != 0) inodes_.Forget(looked_up.inode, 1);
     }
+    if (!taken) {
+      // Keep this entry and the rest for the request that asks for `resume`.
+      h->dents_resume = resume;
+      return absl::OkStatus();
+    }
+    h->dents_pos += reclen;
+    // A vanished entry was never sent: the guest's next cookie stays.
+    if (!gone) resume = static_cast<uint64_t>(off);
   }
 }
 
