@@ -8,6 +8,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "bench/coordinator/loopback.h"
+#include "bench/coordinator/stream_state.h"
+#include "common/grpc_status.h"
 #include "common/status_macros.h"
 
 namespace coherefs::bench {
@@ -30,14 +32,15 @@ class CoherefsSubscription final
       : channel_(OwnConnectionChannel(endpoint)),
         stub_(pb::Coordinator::NewStub(channel_)),
         file_of_slot_(file_of_slot),
-        on_event_(std::move(on_event)) {
+        on_event_(std::move(on_event)),
+        state_("coherefs subscribe") {
     req_.set_volume(kBenchVolume);
     req_.set_from_seq(0);  // from now
   }
 
   ~CoherefsSubscription() override {
     ctx_.TryCancel();
-    done_.WaitForNotification();
+    state_.WaitEnded();
   }
 
   // Starts the stream and waits for its first Progress mark.
@@ -45,38 +48,25 @@ class CoherefsSubscription final
     stub_->async()->Subscribe(&ctx_, &req_, this);
     StartRead(&resp_);
     StartCall();
-    absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return established_ || ended_;
-    };
-    if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) {
-      return absl::DeadlineExceededError("coherefs subscribe: no progress mark");
-    }
-    if (!established_) return status_;
-    return absl::OkStatus();
+    return state_.WaitEstablished(timeout);
   }
 
-  absl::Status status() const override {
-    absl::MutexLock lock(&mu_);
-    return status_;
-  }
+  absl::Status status() const override { return state_.status(); }
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream is ending; OnDone follows
     const int64_t now = NowNanos();
     switch (resp_.event_case()) {
-      case pb::SubscribeResponse::kProgress: {
-        absl::MutexLock lock(&mu_);
-        established_ = true;
+      case pb::SubscribeResponse::kProgress:
+        state_.MarkEstablished();
         break;
-      }
       case pb::SubscribeResponse::kInvalidations:
         for (const pb::Invalidation& inv : resp_.invalidations().invalidations()) {
           const int file = inv.slot() < file_of_slot_.size()
                                ? file_of_slot_[inv.slot()]
                                : -1;
           if (file < 0) {
-            SetError(absl::InternalError(
+            state_.SetError(absl::InternalError(
                 absl::StrCat("coherefs subscribe: unexpected slot ", inv.slot())));
             continue;
           }
@@ -85,7 +75,7 @@ class CoherefsSubscription final
         break;
       case pb::SubscribeResponse::kResyncRequired:
         // The benchmark's subscribers must keep up; a resync is a loss.
-        SetError(absl::DataLossError(absl::StrCat(
+        state_.SetError(absl::DataLossError(absl::StrCat(
             "coherefs subscribe: resync required at seq ",
             resp_.resync_required().needed_seq())));
         break;
@@ -95,26 +85,9 @@ class CoherefsSubscription final
     StartRead(&resp_);
   }
 
-  void OnDone(const grpc::Status& s) override {
-    {
-      absl::MutexLock lock(&mu_);
-      ended_ = true;
-      if (status_.ok() && !s.ok() && s.error_code() != grpc::CANCELLED) {
-        status_ = FromGrpcStatus(s);
-      }
-      if (status_.ok() && !established_) {
-        status_ = absl::UnavailableError("coherefs subscribe ended at once");
-      }
-    }
-    done_.Notify();
-  }
+  void OnDone(const grpc::Status& s) override { state_.End(s); }
 
  private:
-  void SetError(absl::Status s) {
-    absl::MutexLock lock(&mu_);
-    if (status_.ok()) status_ = std::move(s);
-  }
-
   // Constant after construction.
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Coordinator::Stub> stub_;
@@ -125,12 +98,7 @@ class CoherefsSubscription final
   pb::SubscribeRequest req_;
   pb::SubscribeResponse resp_;
 
-  mutable absl::Mutex mu_;
-  bool established_ ABSL_GUARDED_BY(mu_) = false;
-  bool ended_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
-
-  absl::Notification done_;
+  StreamState state_;
 };
 
 // The port the coordinator wrote to `path` once serving.

@@ -10,6 +10,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "bench/coordinator/loopback.h"
+#include "bench/coordinator/stream_state.h"
+#include "common/grpc_status.h"
 #include "common/status_macros.h"
 
 namespace coherefs::bench {
@@ -27,7 +29,8 @@ class EtcdWatch final
   EtcdWatch(const std::string& endpoint, EventFn on_event)
       : channel_(OwnConnectionChannel(endpoint)),
         stub_(etcdserverpb::Watch::NewStub(channel_)),
-        on_event_(std::move(on_event)) {
+        on_event_(std::move(on_event)),
+        state_("etcd watch") {
     etcdserverpb::WatchCreateRequest* create = create_.mutable_create_request();
     std::string end = kEtcdKeyPrefix;
     end.back() += 1;  // [prefix, prefix+1): every key under the prefix
@@ -37,7 +40,7 @@ class EtcdWatch final
 
   ~EtcdWatch() override {
     ctx_.TryCancel();
-    done_.WaitForNotification();
+    state_.WaitEnded();
   }
 
   // Starts the stream and waits for etcd's "created" reply.
@@ -46,35 +49,21 @@ class EtcdWatch final
     StartWrite(&create_);
     StartRead(&resp_);
     StartCall();
-    absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return created_ || ended_;
-    };
-    if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) {
-      return absl::DeadlineExceededError("etcd watch: no created reply");
-    }
-    if (!created_) return status_;
-    return absl::OkStatus();
+    return state_.WaitEstablished(timeout);
   }
 
-  absl::Status status() const override {
-    absl::MutexLock lock(&mu_);
-    return status_;
-  }
+  absl::Status status() const override { return state_.status(); }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) SetError(absl::UnavailableError("etcd watch: create not sent"));
+    if (!ok) state_.SetError(absl::UnavailableError("etcd watch: create not sent"));
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream is ending; OnDone follows
     const int64_t now = NowNanos();
-    if (resp_.created()) {
-      absl::MutexLock lock(&mu_);
-      created_ = true;
-    }
+    if (resp_.created()) state_.MarkEstablished();
     if (resp_.canceled() || resp_.compact_revision() != 0) {
-      SetError(absl::InternalError(absl::StrCat(
+      state_.SetError(absl::InternalError(absl::StrCat(
           "etcd watch canceled: ", resp_.cancel_reason(),
           " compact_revision=", resp_.compact_revision())));
     }
@@ -84,7 +73,7 @@ class EtcdWatch final
       int file = -1;
       if (!absl::ConsumePrefix(&key, kEtcdKeyPrefix) ||
           !absl::SimpleAtoi(key, &file)) {
-        SetError(absl::InternalError(
+        state_.SetError(absl::InternalError(
             absl::StrCat("etcd watch: unexpected key ", ev.kv().key())));
         continue;
       }
@@ -93,27 +82,9 @@ class EtcdWatch final
     StartRead(&resp_);
   }
 
-  void OnDone(const grpc::Status& s) override {
-    {
-      absl::MutexLock lock(&mu_);
-      ended_ = true;
-      // Our own TryCancel ends the stream with CANCELLED: not an error.
-      if (status_.ok() && !s.ok() && s.error_code() != grpc::CANCELLED) {
-        status_ = FromGrpcStatus(s);
-      }
-      if (status_.ok() && !created_) {
-        status_ = absl::UnavailableError("etcd watch ended before created");
-      }
-    }
-    done_.Notify();
-  }
+  void OnDone(const grpc::Status& s) override { state_.End(s); }
 
  private:
-  void SetError(absl::Status s) {
-    absl::MutexLock lock(&mu_);
-    if (status_.ok()) status_ = std::move(s);
-  }
-
   // Constant after construction.
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<etcdserverpb::Watch::Stub> stub_;
@@ -124,12 +95,7 @@ class EtcdWatch final
   etcdserverpb::WatchRequest create_;
   etcdserverpb::WatchResponse resp_;
 
-  mutable absl::Mutex mu_;
-  bool created_ ABSL_GUARDED_BY(mu_) = false;
-  bool ended_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
-
-  absl::Notification done_;
+  StreamState state_;
 };
 
 struct PutCall {

@@ -1,5 +1,7 @@
 #include "bench/coordinator/loopback.h"
 
+#include "common/grpc_status.h"
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -40,11 +42,6 @@ std::shared_ptr<grpc::Channel> OwnConnectionChannel(const std::string& target) {
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
                                    args);
-}
-
-absl::Status FromGrpcStatus(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
 }
 
 absl::Status HealthCheck(grpc::health::v1::Health::Stub& stub,

@@ -27,9 +27,6 @@ absl::StatusOr<int> PickFreeLoopbackPort();
 // subscribers are N connections, as N agents would be.
 std::shared_ptr<grpc::Channel> OwnConnectionChannel(const std::string& target);
 
-// gRPC status -> absl::Status, keeping the code and message.
-absl::Status FromGrpcStatus(const grpc::Status& status);
-
 // One grpc.health.v1 Check("") with `timeout`. UNAVAILABLE (retry) if the
 // server answers but is not SERVING; otherwise the call's own status.
 absl::Status HealthCheck(grpc::health::v1::Health::Stub& stub,
