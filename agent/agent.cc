@@ -131,7 +131,10 @@ absl::Status Agent::StartCoordinatorLink() {
   // Best effort: create the volumes the agent serves. When the coordinator
   // is not up yet, the link keeps retrying and an operator (or the
   // coordinator's --volumes) creates them.
-  auto admin = client::CoordinatorClient::Create(config_.coordinator());
+  // A short deadline: guests must not wait on an unreachable coordinator.
+  client::CoordinatorClientOptions admin_options;
+  admin_options.deadline = absl::Seconds(2);
+  auto admin = client::CoordinatorClient::Create(config_.coordinator(), admin_options);
   for (const config::Volume& v : config_.volumes()) {
     uint32_t capacity = v.table_capacity() > 0 ? v.table_capacity() : kDefaultTableCapacity;
     ASSIGN_OR_RETURN(auto table, coherence::VersionTable::Create(v.name(), capacity));

@@ -42,9 +42,14 @@ ABSL_FLAG(std::string, agent_id, "", "This agent's id at the coordinator (defaul
 
 namespace {
 
+// A bad command line (2) is told plainly, like any CLI's usage error; a
+// failure to start serving (1) is a daemon event and goes to the log.
 int Fail(int code, const std::string& what) {
-  LOG_ERROR(what);
-  std::fprintf(stderr, "coherefs-agent: %s\n", what.c_str());
+  if (code == 2) {
+    std::fprintf(stderr, "coherefs-agent: %s\n", what.c_str());
+  } else {
+    LOG_ERROR("cannot start").Kv("error", what);
+  }
   return code;
 }
 
