@@ -1,6 +1,10 @@
 #include "agent/agent.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <exception>
+#include <fstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -47,6 +51,9 @@ passthrough::Options FsOptions(const config::Volume& volume) {
   options.writeback = volume.writeback();
   options.readonly = volume.readonly();
   options.xattr = !volume.has_xattr() || volume.xattr();
+  // Under coherence a negative entry is a lease on its directory like any
+  // other, so "no such name" can be cached safely.
+  options.negative_entries = volume.coherence() != config::COHERENCE_OFF;
   return options;
 }
 
@@ -91,9 +98,11 @@ absl::Status Agent::StartAll() {
     device.tag = volume->name().substr(0, virtio_fs::kTagSize);
     device.num_request_queues = kRequestQueues;
     device.thread_pool_size = config_.thread_pool_size();
+    coherence::VolumeCoherence* coherent = coherence(volume->name());
     auto server = virtio_fs::Server::Start(
-        g.socket_path(), device,
-        [fs_options, server_options] { return NewFuseSession(fs_options, server_options); });
+        g.socket_path(), device, [fs_options, server_options, coherent] {
+          return NewFuseSession(fs_options, server_options, coherent);
+        });
     if (!server.ok()) {
       return absl::Status(server.status().code(),
                           absl::StrCat("guest ", g.name(), ": ", server.status().message()));
@@ -103,12 +112,14 @@ absl::Status Agent::StartAll() {
         .Kv("socket", g.socket_path())
         .Kv("volume", volume->name())
         .Kv("shared_dir", volume->shared_dir())
-        .Kv("cache", config::CacheModeName(volume->cache()));
+        .Kv("cache", config::CacheModeName(volume->cache()))
+        .Kv("coherence", config::CoherenceModeName(volume->coherence()));
     guests_.push_back(Guest{g.name(), volume->name(), std::move(*server)});
   }
   for (const config::Volume& v : config_.volumes()) {
     if (v.host_mount().empty()) continue;
-    HostMount mount{v.name(), v.host_mount(), NewFuseSession(FsOptions(v), server_options),
+    HostMount mount{v.name(), v.host_mount(),
+                    NewFuseSession(FsOptions(v), server_options, coherence(v.name())),
                     std::make_unique<fuse::DevFuseTransport>(HostMountOptions())};
     int threads = std::max<int>(1, config_.thread_pool_size());
     absl::Status status = mount.transport->Start(v.host_mount(), mount.session.get(), threads);
@@ -147,12 +158,98 @@ absl::Status Agent::StartCoordinatorLink() {
           .Kv("error", created.status());
     }
   }
+  RETURN_IF_ERROR(StartCoherence(&options));
   link_ = std::make_unique<coherence::CoordinatorLink>(std::move(options));
+  for (CoherentVolume& cv : coherent_) {
+    cv.backend = std::make_unique<coherence::LinkBackend>(link_.get(), cv.name);
+    coherence::VersionTable* table = version_table(cv.name);
+    const config::Volume* v = FindVolume(config_, cv.name);
+    coherence::VolumeCoherenceOptions vo;
+    vo.volume = cv.name;
+    vo.mode = v->coherence() == config::COHERENCE_BOUNDED ? coherence::CoherenceMode::kBounded
+                                                          : coherence::CoherenceMode::kStrict;
+    vo.lease.max_lease = std::chrono::milliseconds(v->lease_max_ms());
+    vo.margin = std::chrono::milliseconds(v->lease_margin_ms());
+    cv.state = std::make_unique<coherence::VolumeCoherence>(vo, table, cv.backend.get());
+    cv.state->Start();
+    LOG_INFO("volume coherence")
+        .Kv("volume", cv.name)
+        .Kv("mode", coherence::CoherenceModeName(vo.mode))
+        .Kv("lease_max_ms", v->lease_max_ms())
+        .Kv("lease_margin_ms", v->lease_margin_ms());
+  }
   RETURN_IF_ERROR(link_->Start());
+  RETURN_IF_ERROR(ExportTables());
   LOG_INFO("following coordinator")
       .Kv("coordinator", config_.coordinator())
       .Kv("agent_id", config_.agent_id())
       .Kv("volumes", config_.volumes_size());
+  return absl::OkStatus();
+}
+
+absl::Status Agent::StartCoherence(coherence::CoordinatorLinkOptions* link_options) {
+  uint32_t longest_ms = 0;
+  for (const config::Volume& v : config_.volumes()) {
+    if (v.coherence() == config::COHERENCE_OFF) continue;
+    coherent_.push_back(CoherentVolume{v.name(), nullptr, nullptr});
+    longest_ms = std::max(longest_ms, v.lease_max_ms() + v.lease_margin_ms());
+  }
+  // What the coordinator assumes of this agent's guests once it stops
+  // hearing from us: the longest lease plus margin, and a second for the
+  // wake-up of our lease thread after our own deadline (we stop granting
+  // then, the coordinator times us out later still).
+  link_options->max_guest_lease_ms = coherent_.empty() ? 0 : longest_ms + 1000;
+  link_options->lease_reporter = [this](const std::string& volume,
+                                        const std::vector<uint32_t>* slots) {
+    std::vector<v1::SlotLease> out;
+    for (const coherence::SlotRemaining& r : ReportLeases(volume, slots)) {
+      v1::SlotLease lease;
+      lease.set_slot(r.slot);
+      lease.set_remaining_ms(static_cast<uint32_t>(r.remaining.count()));
+      out.push_back(lease);
+    }
+    return out;
+  };
+  return absl::OkStatus();
+}
+
+std::vector<coherence::SlotRemaining> Agent::ReportLeases(const std::string& volume,
+                                                          const std::vector<uint32_t>* slots) {
+  coherence::VolumeCoherence* state = coherence(volume);
+  if (state == nullptr) return {};
+  return state->LeasesFor(slots);
+}
+
+coherence::VolumeCoherence* Agent::coherence(const std::string& volume) const {
+  for (const CoherentVolume& cv : coherent_) {
+    if (cv.name == volume) return cv.state.get();
+  }
+  return nullptr;
+}
+
+absl::Status Agent::ExportTables() const {
+  if (config_.table_export_dir().empty()) return absl::OkStatus();
+  for (const auto& [name, table] : tables_) {
+    std::string json = absl::StrCat("{\"volume\": \"", name, "\", \"path\": \"",
+                                    table->ExportPath(), "\", \"size\": ",
+                                    table->mapping_size(), ", \"qemu_args\": [");
+    std::vector<std::string> args = table->QemuArgs(absl::StrCat("coherefs-", name));
+    for (size_t i = 0; i < args.size(); ++i) {
+      absl::StrAppend(&json, i == 0 ? "" : ", ", "\"", args[i], "\"");
+    }
+    absl::StrAppend(&json, "]}\n");
+    const std::string path = absl::StrCat(config_.table_export_dir(), "/", name, ".table.json");
+    const std::string tmp = path + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << json;
+      if (!out.good()) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path));
+    }
+    LOG_INFO("version table exported").Kv("volume", name).Kv("info", path);
+  }
   return absl::OkStatus();
 }
 
@@ -205,13 +302,18 @@ void Agent::Stop() {
   // Metrics first: the collectors read the servers stopped below.
   exposer_.reset();
   for (Guest& g : guests_) g.server->Stop();
-  if (link_ != nullptr) link_->Stop();
   for (HostMount& m : host_mounts_) {
     absl::Status status = m.transport->Stop();
     if (!status.ok()) LOG_WARN("unmount failed").Kv("dir", m.dir).Kv("error", status);
   }
   guests_.clear();
   host_mounts_.clear();
+  // No session is left to use the coherence state; stop it before the link
+  // it bumps through.
+  for (CoherentVolume& cv : coherent_) {
+    if (cv.state != nullptr) cv.state->Stop();
+  }
+  if (link_ != nullptr) link_->Stop();
 }
 
 Agent::Agent(config::AgentConfig config) : config_(std::move(config)) {}

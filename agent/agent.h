@@ -22,7 +22,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "agent/coherence/coordinator_link.h"
+#include "agent/coherence/link_backend.h"
 #include "agent/coherence/version_table.h"
+#include "agent/coherence/volume_coherence.h"
 #include "agent/config/agent_config.pb.h"
 #include "agent/fuse/dev_fuse_transport.h"
 #include "agent/fuse/op_stats.h"
@@ -51,6 +53,8 @@ class Agent {
   // table (nullptr otherwise, or for an unknown volume).
   coherence::CoordinatorLink* coordinator_link() const { return link_.get(); }
   coherence::VersionTable* version_table(const std::string& volume) const;
+  // A volume's coherence state (nullptr when its coherence is off).
+  coherence::VolumeCoherence* coherence(const std::string& volume) const;
 
  private:
   struct Guest {
@@ -69,6 +73,12 @@ class Agent {
   absl::Status StartAll();
   absl::Status StartMetrics();
   absl::Status StartCoordinatorLink();
+  // Creates each coherent volume's VolumeCoherence (before the link starts:
+  // the link reports their leases).
+  absl::Status StartCoherence(coherence::CoordinatorLinkOptions* link_options);
+  absl::Status ExportTables() const;
+  std::vector<coherence::SlotRemaining> ReportLeases(const std::string& volume,
+                                                     const std::vector<uint32_t>* slots);
   std::vector<std::string> VolumeNames() const;
 
   const config::AgentConfig config_;
@@ -78,6 +88,13 @@ class Agent {
   // Declared before the link, which borrows them: destroyed after it.
   std::vector<std::pair<std::string, std::unique_ptr<coherence::VersionTable>>> tables_;
   std::unique_ptr<coherence::CoordinatorLink> link_;
+  struct CoherentVolume {
+    std::string name;
+    std::unique_ptr<coherence::LinkBackend> backend;
+    std::unique_ptr<coherence::VolumeCoherence> state;
+  };
+  // Borrow the link and the tables; sessions (below) borrow them.
+  std::vector<CoherentVolume> coherent_;
   std::vector<Guest> guests_;
   std::vector<HostMount> host_mounts_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectors_;

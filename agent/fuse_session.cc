@@ -5,6 +5,7 @@
 
 #include <utility>
 
+#include "agent/coherence/coherent_fs.h"
 #include "common/log.h"
 
 namespace coherefs::agent {
@@ -13,8 +14,13 @@ namespace {
 class FuseSession final : public fuse::RequestHandler {
  public:
   FuseSession(std::unique_ptr<passthrough::PassthroughFs> fs,
+              std::unique_ptr<coherence::CoherentFs> coherent,
               const fuse::Server::Options& options)
-      : fs_(std::move(fs)), server_(fs_.get(), options) {}
+      : fs_(std::move(fs)),
+        coherent_(std::move(coherent)),
+        server_(coherent_ != nullptr ? static_cast<fuse::FileSystem*>(coherent_.get())
+                                     : fs_.get(),
+                options) {}
 
   size_t HandleRequest(IovReader& in, IovWriter& out) override {
     return server_.HandleRequest(in, out);
@@ -22,8 +28,10 @@ class FuseSession final : public fuse::RequestHandler {
   void Shutdown() override { server_.Shutdown(); }
 
  private:
-  // Declared before server_: the server borrows it and is destroyed first.
+  // Declared before server_: the server borrows them and is destroyed
+  // first; the coherence layer borrows fs_.
   const std::unique_ptr<passthrough::PassthroughFs> fs_;
+  const std::unique_ptr<coherence::CoherentFs> coherent_;
   fuse::Server server_;
 };
 
@@ -49,7 +57,8 @@ class UnavailableSession final : public fuse::RequestHandler {
 }  // namespace
 
 std::unique_ptr<fuse::RequestHandler> NewFuseSession(
-    const passthrough::Options& fs_options, const fuse::Server::Options& server_options) {
+    const passthrough::Options& fs_options, const fuse::Server::Options& server_options,
+    coherence::VolumeCoherence* coherence) {
   auto fs = passthrough::PassthroughFs::Create(fs_options);
   if (!fs.ok()) {
     LOG_ERROR("cannot serve volume; answering EIO")
@@ -57,7 +66,13 @@ std::unique_ptr<fuse::RequestHandler> NewFuseSession(
         .Kv("error", fs.status());
     return std::make_unique<UnavailableSession>();
   }
-  return std::make_unique<FuseSession>(std::move(*fs), server_options);
+  std::unique_ptr<coherence::CoherentFs> coherent;
+  if (coherence != nullptr) {
+    passthrough::PassthroughFs* raw = fs->get();
+    coherent = std::make_unique<coherence::CoherentFs>(
+        raw, [raw](fuse::InodeId inode) { return raw->FileKey(inode); }, coherence);
+  }
+  return std::make_unique<FuseSession>(std::move(*fs), std::move(coherent), server_options);
 }
 
 }  // namespace coherefs::agent

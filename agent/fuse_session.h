@@ -5,6 +5,9 @@
 // guest's lookup counts, open files and INIT state are its own and a guest
 // that disconnects or misbehaves drops only what it held.
 //
+// With a VolumeCoherence, the session's file system is the passthrough
+// wrapped in a coherence::CoherentFs (leases, bumps) for that volume.
+//
 // When the file system cannot be created (the shared directory vanished),
 // NewFuseSession returns a handler that answers every request with EIO, so
 // the guest sees a clean error and the daemon keeps serving the others.
@@ -15,6 +18,7 @@
 
 #include <memory>
 
+#include "agent/coherence/volume_coherence.h"
 #include "agent/fuse/op_stats.h"
 #include "agent/fuse/request_handler.h"
 #include "agent/fuse/server.h"
@@ -23,9 +27,11 @@
 namespace coherefs::agent {
 
 // `server_options.stats` (when set) collects this session's per-opcode
-// counts into an agent-wide OpStats that outlives the session.
+// counts into an agent-wide OpStats that outlives the session. `coherence`
+// (may be null: no coherence) is borrowed and must outlive the session.
 std::unique_ptr<fuse::RequestHandler> NewFuseSession(
-    const passthrough::Options& fs_options, const fuse::Server::Options& server_options);
+    const passthrough::Options& fs_options, const fuse::Server::Options& server_options,
+    coherence::VolumeCoherence* coherence = nullptr);
 
 }  // namespace coherefs::agent
 

@@ -39,6 +39,15 @@ ABSL_FLAG(std::string, log_level, "", "debug | info | warn | error (default info
 ABSL_FLAG(std::string, coordinator, "",
           "host:port of coherefs-coordinator to follow; empty runs alone.");
 ABSL_FLAG(std::string, agent_id, "", "This agent's id at the coordinator (default: host name).");
+ABSL_FLAG(std::string, coherence, "",
+          "strict | bounded | off (default strict with --coordinator, off without).");
+ABSL_FLAG(int, lease_max_ms, -1, "Longest entry/attr lease granted to guests, ms (default 5000).");
+ABSL_FLAG(int, lease_margin_ms, -1,
+          "Strict mode: extra wait past known leases for guest clocks, ms (default 100).");
+ABSL_FLAG(bool, host_watch, true,
+          "Announce changes made directly on the shared directory (fanotify).");
+ABSL_FLAG(std::string, table_export_dir, "",
+          "Write <volume>.table.json (QEMU arguments to map each version table) here.");
 
 namespace {
 
@@ -85,6 +94,11 @@ int main(int argc, char** argv) {
   flags.log_level = absl::GetFlag(FLAGS_log_level);
   flags.coordinator = absl::GetFlag(FLAGS_coordinator);
   flags.agent_id = absl::GetFlag(FLAGS_agent_id);
+  flags.coherence = absl::GetFlag(FLAGS_coherence);
+  flags.lease_max_ms = absl::GetFlag(FLAGS_lease_max_ms);
+  flags.lease_margin_ms = absl::GetFlag(FLAGS_lease_margin_ms);
+  flags.no_host_watch = !absl::GetFlag(FLAGS_host_watch);
+  flags.table_export_dir = absl::GetFlag(FLAGS_table_export_dir);
   auto merged = config::ApplyFlags(std::move(base), flags);
   if (!merged.ok()) return Fail(2, std::string(merged.status().message()));
   if (absl::Status s = config::Validate(*merged); !s.ok()) {

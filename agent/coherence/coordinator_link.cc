@@ -168,7 +168,7 @@ void CoordinatorLink::UpdateFencesLocked() {
     if (fenced == vol->fence_published) continue;
     vol->fence_published = fenced;
     vol->table->SetFenced(fenced);
-    vol->metrics.fenced.store(fenced, std::memory_order_relaxed);
+    vol->metrics.fenced.store(fenced, std::memory_order_release);
     LOG_INFO(fenced ? "volume fenced" : "volume unfenced")
         .Kv("volume", vol->name);
     if (options_.on_fence_change) options_.on_fence_change(vol->name, fenced);
@@ -430,7 +430,10 @@ void CoordinatorLink::VolumeLoop(VolumeState* vol) {
     if (resyncing) {
       SetSynced(vol, false);
       status = Resync(vol);
-      if (status.ok()) need_resync = false;
+      if (status.ok()) {
+        need_resync = false;
+        Ack(vol, nullptr);
+      }
     }
     if (status.ok()) {
       status = RunStream(vol, resyncing, &need_resync, &progressed);
@@ -559,6 +562,8 @@ absl::Status CoordinatorLink::RunStream(VolumeState* vol, bool just_resynced,
         break;
       }
       case v1::SubscribeResponse::kInvalidations: {
+        std::vector<uint32_t> applied;
+        applied.reserve(message.invalidations().invalidations_size());
         for (const v1::Invalidation& inv :
              message.invalidations().invalidations()) {
           if (inv.seq() != vol->next_seq) {
@@ -582,6 +587,7 @@ absl::Status CoordinatorLink::RunStream(VolumeState* vol, bool just_resynced,
             break;
           }
           RaiseMax(&vol->slots_used, inv.slot() + 1);
+          applied.push_back(inv.slot());
           ++vol->next_seq;
           vol->metrics.invalidations_applied.fetch_add(
               1, std::memory_order_relaxed);
@@ -589,6 +595,7 @@ absl::Status CoordinatorLink::RunStream(VolumeState* vol, bool just_resynced,
         vol->metrics.last_applied_seq.store(vol->next_seq - 1,
                                             std::memory_order_relaxed);
         PublishSyncState(vol);
+        if (!applied.empty()) Ack(vol, &applied);
         *progressed = true;
         break;
       }
@@ -622,6 +629,34 @@ absl::Status CoordinatorLink::RunStream(VolumeState* vol, bool just_resynced,
     return absl::UnavailableError("subscription ended without a reason");
   }
   return status;
+}
+
+void CoordinatorLink::Ack(VolumeState* vol, const std::vector<uint32_t>* slots) {
+  if (vol->next_seq == 0) return;
+  std::vector<v1::SlotLease> leases;
+  if (options_.lease_reporter) leases = options_.lease_reporter(vol->name, slots);
+  // The coordinator takes at most 4096 leases per ack and keeps every ack,
+  // so a long report goes out in pieces with the same sequence.
+  constexpr size_t kMaxLeasesPerAck = 4096;
+  size_t sent = 0;
+  do {
+    v1::AckInvalidationsRequest request;
+    request.set_agent_id(options_.agent_id);
+    request.set_volume(vol->name);
+    request.set_seq(vol->next_seq - 1);
+    const size_t end = std::min(leases.size(), sent + kMaxLeasesPerAck);
+    for (; sent < end; ++sent) *request.add_leases() = leases[sent];
+    absl::Status status = Client()->AckInvalidations(request);
+    if (!status.ok()) {
+      vol->metrics.ack_failures.fetch_add(1, std::memory_order_relaxed);
+      LOG_WARN("invalidation ack failed")
+          .Kv("volume", vol->name)
+          .Kv("seq", request.seq())
+          .Kv("status", status);
+      return;
+    }
+    vol->metrics.acks_sent.fetch_add(1, std::memory_order_relaxed);
+  } while (sent < leases.size());
 }
 
 // ---------------------------------------------------------- pass-through

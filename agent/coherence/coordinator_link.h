@@ -88,6 +88,18 @@ struct CoordinatorLinkOptions {
   // Called on every fence transition of a volume, with the link's lock held:
   // it must be quick and must not call back into the link. Default none.
   std::function<void(const std::string& volume, bool fenced)> on_fence_change;
+  // Strict-mode lease reporting. After each invalidation batch has been
+  // applied to a volume's table, the link calls this with the batch's slots
+  // and acknowledges the batch's last sequence to the coordinator
+  // (AckInvalidations) with the remaining guest leases it returns; after a
+  // resync it passes nullptr (any slot may have changed) and acks the
+  // snapshot's sequence. Called on the volume's stream thread, after the
+  // table was raised. Without it the link acks with no leases (it grants
+  // none). An ack that fails is logged and not retried: the coordinator
+  // then counts this agent as holding every slot for its lease TTL.
+  std::function<std::vector<v1::SlotLease>(const std::string& volume,
+                                           const std::vector<uint32_t>* slots)>
+      lease_reporter;
 };
 
 // Counters for the daemon to export. Plain atomics, updated by the link.
@@ -96,6 +108,8 @@ struct VolumeLinkMetrics {
   std::atomic<uint64_t> resyncs{0};     // snapshots applied
   std::atomic<uint64_t> reconnects{0};  // streams reopened after an error
   std::atomic<uint64_t> last_applied_seq{0};
+  std::atomic<uint64_t> acks_sent{0};
+  std::atomic<uint64_t> ack_failures{0};
   std::atomic<bool> fenced{true};
 };
 
@@ -186,6 +200,9 @@ class CoordinatorLink {
   absl::Status RunStream(VolumeState* vol, bool just_resynced,
                          bool* need_resync, bool* progressed);
   void PublishSyncState(VolumeState* vol);
+  // AckInvalidations up to vol->next_seq - 1 with the reporter's leases for
+  // `slots` (nullptr: every slot).
+  void Ack(VolumeState* vol, const std::vector<uint32_t>* slots);
 
   bool LeaseLiveLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool VolumeFencedLocked(const VolumeState& vol) const

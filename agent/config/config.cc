@@ -19,6 +19,9 @@ namespace {
 
 constexpr char kDefaultVolume[] = "default";
 constexpr int kMaxThreadPool = 64;
+constexpr uint32_t kDefaultLeaseMaxMs = 5000;
+constexpr uint32_t kDefaultLeaseMarginMs = 100;
+constexpr uint32_t kMaxLeaseMs = 86400 * 1000;
 
 bool WellFormedName(absl::string_view name) {
   if (name.empty() || name.size() > 64) return false;
@@ -60,6 +63,28 @@ bool IsDirectory(const std::string& path) {
 }
 
 }  // namespace
+
+absl::StatusOr<CoherenceMode> ParseCoherenceMode(absl::string_view name) {
+  std::string n = absl::AsciiStrToLower(name);
+  if (n == "strict") return COHERENCE_STRICT;
+  if (n == "bounded") return COHERENCE_BOUNDED;
+  if (n == "off") return COHERENCE_OFF;
+  return absl::InvalidArgumentError(
+      absl::StrCat("coherence: \"", name, "\" is not one of strict, bounded, off"));
+}
+
+absl::string_view CoherenceModeName(CoherenceMode mode) {
+  switch (mode) {
+    case COHERENCE_STRICT:
+      return "strict";
+    case COHERENCE_BOUNDED:
+      return "bounded";
+    case COHERENCE_OFF:
+      return "off";
+    default:
+      return "unspecified";
+  }
+}
 
 absl::StatusOr<CacheMode> ParseCacheMode(absl::string_view name) {
   std::string n = absl::AsciiStrToLower(name);
@@ -124,6 +149,17 @@ absl::StatusOr<AgentConfig> ApplyFlags(AgentConfig config, const FlagOverrides& 
     guest->set_socket_path(socket);
     if (!flags.shared_dir.empty()) guest->set_volume(kDefaultVolume);
   }
+  if (!flags.coherence.empty()) {
+    auto mode = ParseCoherenceMode(flags.coherence);
+    if (!mode.ok()) return mode.status();
+    for (Volume& v : *config.mutable_volumes()) v.set_coherence(*mode);
+  }
+  for (Volume& v : *config.mutable_volumes()) {
+    if (flags.lease_max_ms >= 0) v.set_lease_max_ms(flags.lease_max_ms);
+    if (flags.lease_margin_ms >= 0) v.set_lease_margin_ms(flags.lease_margin_ms);
+    if (flags.no_host_watch) v.set_host_watch(false);
+  }
+  if (!flags.table_export_dir.empty()) config.set_table_export_dir(flags.table_export_dir);
   if (!flags.cache.empty()) {
     auto mode = ParseCacheMode(flags.cache);
     if (!mode.ok()) return mode.status();
@@ -152,8 +188,20 @@ absl::StatusOr<AgentConfig> ApplyFlags(AgentConfig config, const FlagOverrides& 
     }
   }
   for (Volume& v : *config.mutable_volumes()) {
-    if (v.cache() == CACHE_UNSPECIFIED) v.set_cache(CACHE_AUTO);
+    if (v.coherence() == COHERENCE_UNSPECIFIED) {
+      v.set_coherence(config.coordinator().empty() ? COHERENCE_OFF : COHERENCE_STRICT);
+    }
+    // Under coherence, leases decide how long guests cache: let them cache
+    // as long as a lease allows (cache=always), unless told otherwise.
+    if (v.cache() == CACHE_UNSPECIFIED) {
+      v.set_cache(v.coherence() == COHERENCE_OFF ? CACHE_AUTO : CACHE_ALWAYS);
+    }
     if (!v.has_xattr()) v.set_xattr(true);
+    if (v.coherence() != COHERENCE_OFF) {
+      if (v.lease_max_ms() == 0) v.set_lease_max_ms(kDefaultLeaseMaxMs);
+      if (!v.has_lease_margin_ms()) v.set_lease_margin_ms(kDefaultLeaseMarginMs);
+      if (!v.has_host_watch()) v.set_host_watch(true);
+    }
   }
   return config;
 }
@@ -228,6 +276,31 @@ absl::Status Validate(const AgentConfig& config) {
   if (config.thread_pool_size() > kMaxThreadPool) {
     return Invalid("thread_pool_size", absl::StrCat(config.thread_pool_size(), " is over ",
                                                     kMaxThreadPool));
+  }
+  for (int i = 0; i < config.volumes_size(); ++i) {
+    const Volume& v = config.volumes(i);
+    const std::string field = absl::StrCat("volumes[", i, "]");
+    if (v.coherence() != COHERENCE_OFF && v.coherence() != COHERENCE_UNSPECIFIED &&
+        config.coordinator().empty()) {
+      return Invalid(absl::StrCat(field, ".coherence"),
+                     absl::StrCat(CoherenceModeName(v.coherence()),
+                                  " needs a coordinator (--coordinator=HOST:PORT)"));
+    }
+    if (v.lease_max_ms() > kMaxLeaseMs) {
+      return Invalid(absl::StrCat(field, ".lease_max_ms"),
+                     absl::StrCat(v.lease_max_ms(), " is over one day"));
+    }
+    if (v.lease_margin_ms() > kMaxLeaseMs) {
+      return Invalid(absl::StrCat(field, ".lease_margin_ms"),
+                     absl::StrCat(v.lease_margin_ms(), " is over one day"));
+    }
+  }
+  if (!config.table_export_dir().empty() &&
+      (!absl::StartsWith(config.table_export_dir(), "/") ||
+       !IsDirectory(config.table_export_dir()))) {
+    return Invalid("table_export_dir",
+                   absl::StrCat("\"", config.table_export_dir(),
+                                "\" is not an existing absolute directory"));
   }
   if (!config.coordinator().empty() &&
       (config.coordinator().find(':') == std::string::npos || config.agent_id().empty() ||

@@ -33,6 +33,11 @@ struct FlagOverrides {
   std::string log_level;
   std::string coordinator;
   std::string agent_id;
+  std::string coherence;     // strict | bounded | off
+  int lease_max_ms = -1;     // -1: not given
+  int lease_margin_ms = -1;  // -1: not given
+  bool no_host_watch = false;
+  std::string table_export_dir;
 };
 
 // Parses a JSON configuration. InvalidArgument with the parser's message on
@@ -51,8 +56,13 @@ absl::StatusOr<AgentConfig> ApplyFlags(AgentConfig base, const FlagOverrides& fl
 // Checks the whole configuration: at least one volume and one guest; names
 // unique and well formed; shared dirs absolute, existing directories; socket
 // paths absolute, unique, their directory existing; every guest's volume
-// known (or implied); thread pool <= 64; log level known.
+// known (or implied); thread pool <= 64; log level known; strict or bounded
+// coherence only with a coordinator; leases at most one day.
 absl::Status Validate(const AgentConfig& config);
+
+// Coherence mode by name ("strict", "bounded", "off").
+absl::StatusOr<CoherenceMode> ParseCoherenceMode(absl::string_view name);
+absl::string_view CoherenceModeName(CoherenceMode mode);
 
 // Cache mode by name ("none", "auto", "always").
 absl::StatusOr<CacheMode> ParseCacheMode(absl::string_view name);

@@ -130,5 +130,71 @@ TEST_F(ConfigTest, BadCacheFlagIsRefused) {
   EXPECT_EQ(*ParseCacheMode("NEVER"), CACHE_NONE);
 }
 
+TEST_F(ConfigTest, CoherenceDefaultsToStrictWithACoordinatorAndOffWithout) {
+  FlagOverrides flags;
+  flags.shared_dir = dir_;
+  flags.socket_paths = {dir_ + "/vm.sock"};
+  auto alone = ApplyFlags(AgentConfig(), flags);
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  EXPECT_EQ(alone->volumes(0).coherence(), COHERENCE_OFF);
+  EXPECT_EQ(alone->volumes(0).cache(), CACHE_AUTO);
+  EXPECT_EQ(alone->volumes(0).lease_max_ms(), 0u);
+
+  flags.coordinator = "127.0.0.1:7420";
+  auto followed = ApplyFlags(AgentConfig(), flags);
+  ASSERT_TRUE(followed.ok()) << followed.status();
+  ASSERT_TRUE(Validate(*followed).ok()) << Validate(*followed);
+  const Volume& v = followed->volumes(0);
+  EXPECT_EQ(v.coherence(), COHERENCE_STRICT);
+  EXPECT_EQ(v.cache(), CACHE_ALWAYS);  // leases decide how long guests cache
+  EXPECT_EQ(v.lease_max_ms(), 5000u);
+  EXPECT_EQ(v.lease_margin_ms(), 100u);
+  EXPECT_TRUE(v.host_watch());
+
+  flags.coherence = "bounded";
+  flags.lease_max_ms = 750;
+  flags.lease_margin_ms = 0;
+  flags.no_host_watch = true;
+  flags.cache = "auto";
+  auto tuned = ApplyFlags(AgentConfig(), flags);
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  EXPECT_EQ(tuned->volumes(0).coherence(), COHERENCE_BOUNDED);
+  EXPECT_EQ(tuned->volumes(0).cache(), CACHE_AUTO);
+  EXPECT_EQ(tuned->volumes(0).lease_max_ms(), 750u);
+  EXPECT_EQ(tuned->volumes(0).lease_margin_ms(), 0u);
+  EXPECT_FALSE(tuned->volumes(0).host_watch());
+}
+
+TEST_F(ConfigTest, CoherenceWithoutACoordinatorAndBadValuesAreRefused) {
+  FlagOverrides flags;
+  flags.shared_dir = dir_;
+  flags.socket_paths = {dir_ + "/vm.sock"};
+  flags.coherence = "strict";
+  auto config = ApplyFlags(AgentConfig(), flags);
+  ASSERT_TRUE(config.ok());
+  absl::Status s = Validate(*config);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "volumes[0].coherence: strict needs a coordinator (--coordinator=HOST:PORT)");
+
+  flags.coherence = "sometimes";
+  EXPECT_EQ(ApplyFlags(AgentConfig(), flags).status().message(),
+            "coherence: \"sometimes\" is not one of strict, bounded, off");
+
+  flags.coherence = "";
+  flags.coordinator = "127.0.0.1:1";
+  flags.lease_max_ms = 86400 * 1000 + 1;
+  config = ApplyFlags(AgentConfig(), flags);
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(Validate(*config).message(), "volumes[0].lease_max_ms: 86400001 is over one day");
+
+  flags.lease_max_ms = -1;
+  flags.table_export_dir = "relative/dir";
+  config = ApplyFlags(AgentConfig(), flags);
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(Validate(*config).message(),
+            "table_export_dir: \"relative/dir\" is not an existing absolute directory");
+}
+
 }  // namespace
 }  // namespace coherefs::agent::config

@@ -121,8 +121,12 @@ class PassthroughFs final : public fuse::FileSystem {
 
   // The host identity of an inode, for the coherence layer: stable across
   // names, renames and agent restarts (as far as the host file system keeps
-  // file handles stable). Bytes, all little-endian:
-  //   u64 mount id (name_to_handle_at's) | u32 handle_type | f_handle bytes.
+  // file handles stable), and the same on every host that shares the
+  // backing file system. Bytes: u32 little-endian handle_type | f_handle
+  // bytes, as name_to_handle_at(2) (and fanotify's FID events) give them.
+  // Two files of different file systems under one volume could share a
+  // key; that only merges their slots (extra invalidations, never a missed
+  // one).
   // NotFound (ENOENT) for an unknown inode; EOPNOTSUPP when the host file
   // system has no file handles.
   absl::StatusOr<std::string> FileKey(fuse::InodeId inode) const;

@@ -286,8 +286,9 @@ absl::StatusOr<std::string> PassthroughFs::FileKey(InodeId inode) const {
   if (name_to_handle_at(node->fd.get(), "", &buf.fh, &mount_id, AT_EMPTY_PATH) != 0) {
     return LastErrnoStatus("name_to_handle_at");
   }
+  // No mount id: it is local to this host (and mount namespace), and the
+  // key must name the file on every host that shares the volume.
   std::string key;
-  AppendLe(&key, static_cast<uint32_t>(mount_id), 8);
   AppendLe(&key, static_cast<uint32_t>(buf.fh.handle_type), 4);
   key.append(reinterpret_cast<const char*>(buf.fh.f_handle), buf.fh.handle_bytes);
   return key;
