@@ -69,8 +69,10 @@ std::unique_ptr<fuse::RequestHandler> NewFuseSession(
   std::unique_ptr<coherence::CoherentFs> coherent;
   if (coherence != nullptr) {
     passthrough::PassthroughFs* raw = fs->get();
-    coherent = std::make_unique<coherence::CoherentFs>(
-        raw, [raw](fuse::InodeId inode) { return raw->FileKey(inode); }, coherence);
+    coherence::CoherentFs::KeySource keys;
+    keys.key_of = [raw](fuse::InodeId inode) { return raw->FileKey(inode); };
+    keys.child_keys = [raw](fuse::InodeId dir, size_t max) { return raw->ChildKeys(dir, max); };
+    coherent = std::make_unique<coherence::CoherentFs>(raw, std::move(keys), coherence);
   }
   return std::make_unique<FuseSession>(std::move(*fs), std::move(coherent), server_options);
 }

@@ -24,13 +24,14 @@ using fuse::OpenResult;
 // slot, each entry's attributes on its own.
 class CoherentFs::LeaseSink final : public fuse::DirSink {
  public:
-  LeaseSink(CoherentFs* fs, const Context& ctx, Seen dir, fuse::DirSink* out)
-      : fs_(fs), ctx_(ctx), dir_(dir), out_(out) {}
+  LeaseSink(CoherentFs* fs, const Context& ctx, InodeId dir_inode, Seen dir,
+            fuse::DirSink* out)
+      : fs_(fs), ctx_(ctx), dir_inode_(dir_inode), dir_(dir), out_(out) {}
 
   bool Add(const fuse::DirEntry& entry, const Entry* plus) override {
     if (plus == nullptr || plus->inode == 0) return out_->Add(entry, plus);
     Entry leased = *plus;
-    fs_->LeaseEntry(ctx_, dir_, &leased);
+    fs_->LeaseEntry(ctx_, dir_inode_, dir_, &leased);
     if (!out_->Add(entry, &leased)) return false;  // the inner fs undoes it
     fs_->CountLookup(leased.inode);
     return true;
@@ -39,12 +40,13 @@ class CoherentFs::LeaseSink final : public fuse::DirSink {
  private:
   CoherentFs* const fs_;
   const Context& ctx_;
+  const InodeId dir_inode_;
   const Seen dir_;
   fuse::DirSink* const out_;
 };
 
-CoherentFs::CoherentFs(fuse::FileSystem* inner, KeyFn key_of, VolumeCoherence* volume)
-    : inner_(inner), key_of_(std::move(key_of)), volume_(volume), guest_(volume->NewGuest()) {
+CoherentFs::CoherentFs(fuse::FileSystem* inner, KeySource keys, VolumeCoherence* volume)
+    : inner_(inner), keys_(std::move(keys)), volume_(volume), guest_(volume->NewGuest()) {
   absl::MutexLock lock(&mu_);
   inodes_[fuse::kRootInode].nlookup = 1;  // the root is never forgotten
 }
@@ -56,14 +58,17 @@ size_t CoherentFs::TrackedInodes() const {
 
 // ------------------------------------------------------------- helpers
 
-std::optional<uint32_t> CoherentFs::SlotOf(InodeId inode) {
+std::optional<uint32_t> CoherentFs::SlotOf(InodeId inode, InodeId parent) {
   {
     absl::MutexLock lock(&mu_);
     auto it = inodes_.find(inode);
     if (it != inodes_.end() && it->second.slot.has_value()) return it->second.slot;
   }
-  absl::StatusOr<std::string> key = key_of_(inode);
+  absl::StatusOr<std::string> key = keys_.key_of(inode);
   if (!key.ok()) return std::nullopt;
+  // A name nobody resolved yet is usually one of many in its directory
+  // (ls -l, find, a build): resolve them all in one round trip.
+  if (parent != 0 && !volume_->CachedSlot(*key).has_value()) PrefetchChildren(parent);
   absl::StatusOr<uint32_t> slot = volume_->SlotForKey(*key);
   if (!slot.ok()) {
     LOG_DEBUG("no slot for inode; no lease")
@@ -89,9 +94,30 @@ absl::StatusOr<uint32_t> CoherentFs::SlotForChange(InodeId inode) {
   return *slot;
 }
 
-CoherentFs::Seen CoherentFs::See(InodeId inode) {
+void CoherentFs::PrefetchChildren(InodeId dir) {
+  // Slot allocation is durable at the coordinator (an fsync per call), so
+  // one call per directory instead of one per name matters.
+  constexpr size_t kMaxPrefetch = 65536;
+  if (!keys_.child_keys) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!prefetched_.insert(dir).second) return;
+  }
+  absl::StatusOr<std::vector<std::string>> keys = keys_.child_keys(dir, kMaxPrefetch);
+  if (!keys.ok()) return;
+  absl::Status s = volume_->Prefetch(*keys);
+  if (!s.ok()) {
+    LOG_DEBUG("prefetch of a directory's slots failed")
+        .Kv("volume", volume_->options().volume)
+        .Kv("status", s);
+    absl::MutexLock lock(&mu_);
+    prefetched_.erase(dir);
+  }
+}
+
+CoherentFs::Seen CoherentFs::See(InodeId inode, InodeId parent) {
   Seen seen;
-  seen.slot = SlotOf(inode);
+  seen.slot = SlotOf(inode, parent);
   if (seen.slot.has_value()) seen.version = volume_->Version(*seen.slot);
   return seen;
 }
@@ -105,7 +131,7 @@ absl::StatusOr<std::optional<uint32_t>> CoherentFs::ChildSlot(const Context& ctx
     return child.status();
   }
   if (child->inode == 0) return std::optional<uint32_t>();  // negative entry
-  absl::StatusOr<std::string> key = key_of_(child->inode);
+  absl::StatusOr<std::string> key = keys_.key_of(child->inode);
   inner_->Forget(child->inode, 1);
   RETURN_IF_ERROR(key.status());
   absl::StatusOr<uint32_t> slot = volume_->SlotForKey(*key);
@@ -132,8 +158,9 @@ void CoherentFs::CountLookup(InodeId inode) {
   ++inodes_[inode].nlookup;
 }
 
-void CoherentFs::LeaseEntry(const Context& ctx, const Seen& parent, Entry* entry) {
-  const Seen child = See(entry->inode);
+void CoherentFs::LeaseEntry(const Context& ctx, InodeId dir, const Seen& parent,
+                            Entry* entry) {
+  const Seen child = See(entry->inode, dir);
   if (child.slot.has_value()) {
     // The attributes the inner lookup read may predate the version just
     // loaded; read them again so the lease covers nothing older.
@@ -179,6 +206,7 @@ void CoherentFs::Destroy() {
   inner_->Destroy();
   absl::MutexLock lock(&mu_);
   inodes_.clear();
+  prefetched_.clear();
   inodes_[fuse::kRootInode].nlookup = 1;
 }
 
@@ -192,7 +220,7 @@ absl::StatusOr<Entry> CoherentFs::Lookup(const Context& ctx, InodeId parent,
     return entry;
   }
   CountLookup(entry.inode);
-  LeaseEntry(ctx, dir, &entry);
+  LeaseEntry(ctx, parent, dir, &entry);
   return entry;
 }
 
@@ -267,6 +295,8 @@ absl::StatusOr<OpenResult> CoherentFs::OpenDir(const Context& ctx, InodeId inode
                                                uint32_t flags) {
   const Seen seen = See(inode);
   ASSIGN_OR_RETURN(OpenResult result, inner_->OpenDir(ctx, inode, flags));
+  // A listing usually comes next (READDIRPLUS looks every entry up).
+  PrefetchChildren(inode);
   result.open_flags = OpenFlags(inode, seen, result.open_flags);
   return result;
 }
@@ -274,7 +304,7 @@ absl::StatusOr<OpenResult> CoherentFs::OpenDir(const Context& ctx, InodeId inode
 absl::Status CoherentFs::ReadDir(const Context& ctx, InodeId inode, HandleId handle,
                                  uint64_t offset, bool plus, fuse::DirSink& sink) {
   if (!plus) return inner_->ReadDir(ctx, inode, handle, offset, plus, sink);
-  LeaseSink leased(this, ctx, See(inode), &sink);
+  LeaseSink leased(this, ctx, inode, See(inode), &sink);
   return inner_->ReadDir(ctx, inode, handle, offset, plus, leased);
 }
 

@@ -45,6 +45,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/coherence/volume_coherence.h"
 #include "agent/fuse/file_system.h"
@@ -53,10 +54,17 @@ namespace coherefs::agent::coherence {
 
 class CoherentFs final : public fuse::FileSystem {
  public:
-  // The file key of an inode of `inner` (PassthroughFs::FileKey).
-  using KeyFn = std::function<absl::StatusOr<std::string>(fuse::InodeId)>;
+  // File keys of the inner file system's inodes (PassthroughFs::FileKey
+  // and ChildKeys).
+  struct KeySource {
+    std::function<absl::StatusOr<std::string>(fuse::InodeId)> key_of;
+    // Keys of a directory's entries, at most `max` (may be empty: no
+    // prefetching).
+    std::function<absl::StatusOr<std::vector<std::string>>(fuse::InodeId dir, size_t max)>
+        child_keys;
+  };
 
-  CoherentFs(fuse::FileSystem* inner, KeyFn key_of, VolumeCoherence* volume);
+  CoherentFs(fuse::FileSystem* inner, KeySource keys, VolumeCoherence* volume);
 
   GuestId guest() const { return guest_; }
   // For tests: inodes this session tracks.
@@ -160,10 +168,15 @@ class CoherentFs final : public fuse::FileSystem {
   };
 
   // The slot of a tracked inode (resolving it once); nullopt on failure.
-  std::optional<uint32_t> SlotOf(fuse::InodeId inode);
+  // `parent`: the directory it was found in; when the slot is not known
+  // yet, all of that directory's entries are resolved in one batch.
+  std::optional<uint32_t> SlotOf(fuse::InodeId inode, fuse::InodeId parent = 0);
+  // Resolves the slots of every entry of `dir` in one batch, once per
+  // session and directory.
+  void PrefetchChildren(fuse::InodeId dir);
   // The same, as a status for changes (EIO when it cannot be had).
   absl::StatusOr<uint32_t> SlotForChange(fuse::InodeId inode);
-  Seen See(fuse::InodeId inode);
+  Seen See(fuse::InodeId inode, fuse::InodeId parent = 0);
   // The slot of `name` in `parent` (nullopt: no such entry), looked up in
   // the inner file system without keeping the lookup.
   absl::StatusOr<std::optional<uint32_t>> ChildSlot(const fuse::Context& ctx,
@@ -174,19 +187,21 @@ class CoherentFs final : public fuse::FileSystem {
   void CountLookup(fuse::InodeId inode);
   // Lookup/ReadDirPlus: re-reads the attributes after the child's version
   // was loaded and sets both timeouts.
-  void LeaseEntry(const fuse::Context& ctx, const Seen& parent, fuse::Entry* entry);
+  void LeaseEntry(const fuse::Context& ctx, fuse::InodeId dir, const Seen& parent,
+                  fuse::Entry* entry);
   // After a change: bump `slots`; strict mode waits (see the header).
   absl::Status Changed(std::vector<uint32_t> slots);
   // KEEP_CACHE only if the version is the one of the previous open.
   uint32_t OpenFlags(fuse::InodeId inode, const Seen& seen, uint32_t flags);
 
   fuse::FileSystem* const inner_;
-  const KeyFn key_of_;
+  const KeySource keys_;
   VolumeCoherence* const volume_;
   const GuestId guest_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<fuse::InodeId, InodeState> inodes_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<fuse::InodeId> prefetched_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace coherefs::agent::coherence

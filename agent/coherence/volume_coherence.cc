@@ -71,6 +71,29 @@ std::optional<uint32_t> VolumeCoherence::CachedSlot(const std::string& key) cons
   return it->second;
 }
 
+absl::Status VolumeCoherence::Prefetch(const std::vector<std::string>& keys) {
+  std::vector<std::string> missing;
+  {
+    absl::MutexLock lock(&slots_mu_);
+    for (const std::string& k : keys) {
+      if (slot_of_.find(k) == slot_of_.end()) missing.push_back(k);
+    }
+  }
+  for (size_t at = 0; at < missing.size(); at += kMaxBatch) {
+    std::vector<std::string> chunk(missing.begin() + at,
+                                   missing.begin() + std::min(missing.size(), at + kMaxBatch));
+    absl::StatusOr<std::vector<ResolvedSlot>> result = backend_->Resolve(chunk);
+    metrics_.resolves.fetch_add(1, std::memory_order_relaxed);
+    if (!result.ok()) return result.status();
+    metrics_.resolved_keys.fetch_add(result->size(), std::memory_order_relaxed);
+    absl::MutexLock lock(&slots_mu_);
+    for (size_t i = 0; i < result->size() && i < chunk.size(); ++i) {
+      slot_of_[std::move(chunk[i])] = (*result)[i].slot;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<uint32_t> VolumeCoherence::SlotForKey(const std::string& key) {
   absl::MutexLock lock(&slots_mu_);
   std::shared_ptr<ResolveBatch> mine;

@@ -120,6 +120,9 @@ class VolumeCoherence {
   // The slot of a key: from the cache, or resolved (batched).
   absl::StatusOr<uint32_t> SlotForKey(const std::string& key);
   std::optional<uint32_t> CachedSlot(const std::string& key) const;
+  // Resolves every key not cached yet, in as few calls as possible (4096
+  // keys each), and caches them. The first error stops it.
+  absl::Status Prefetch(const std::vector<std::string>& keys);
 
   // Grants `guest` a lease on `slot` of at most `cap`, if the slot's version
   // is still `seen_version` and the agent is not fenced. Returns the lease

@@ -57,6 +57,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -130,6 +131,11 @@ class PassthroughFs final : public fuse::FileSystem {
   // NotFound (ENOENT) for an unknown inode; EOPNOTSUPP when the host file
   // system has no file handles.
   absl::StatusOr<std::string> FileKey(fuse::InodeId inode) const;
+  // The keys of up to `max` entries of directory `dir` (not . or ..), read
+  // from the host without looking them up: the coherence layer resolves a
+  // directory's slots in one batch instead of one round trip per name.
+  // ENOTDIR for a non-directory; entries that vanish meanwhile are skipped.
+  absl::StatusOr<std::vector<std::string>> ChildKeys(fuse::InodeId dir, size_t max) const;
 
   // For tests and metrics.
   uint64_t LookupCount(fuse::InodeId inode) const { return inodes_.LookupCount(inode); }

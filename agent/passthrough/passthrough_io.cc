@@ -275,15 +275,18 @@ absl::Status PassthroughFs::Access(const Context& ctx, InodeId inode, uint32_t m
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> PassthroughFs::FileKey(InodeId inode) const {
-  ASSIGN_OR_RETURN(InodeRef node, GetInode(inode));
+namespace {
+
+// The key of `name` under `dirfd` ("" with AT_EMPTY_PATH: dirfd itself);
+// see PassthroughFs::FileKey for the format.
+absl::StatusOr<std::string> KeyAt(int dirfd, const char* name, int flags) {
   union {
     struct file_handle fh;
     char bytes[sizeof(struct file_handle) + MAX_HANDLE_SZ];
   } buf;
   buf.fh.handle_bytes = MAX_HANDLE_SZ;
   int mount_id = 0;
-  if (name_to_handle_at(node->fd.get(), "", &buf.fh, &mount_id, AT_EMPTY_PATH) != 0) {
+  if (name_to_handle_at(dirfd, name, &buf.fh, &mount_id, flags) != 0) {
     return LastErrnoStatus("name_to_handle_at");
   }
   // No mount id: it is local to this host (and mount namespace), and the
@@ -292,6 +295,38 @@ absl::StatusOr<std::string> PassthroughFs::FileKey(InodeId inode) const {
   AppendLe(&key, static_cast<uint32_t>(buf.fh.handle_type), 4);
   key.append(reinterpret_cast<const char*>(buf.fh.f_handle), buf.fh.handle_bytes);
   return key;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> PassthroughFs::FileKey(InodeId inode) const {
+  ASSIGN_OR_RETURN(InodeRef node, GetInode(inode));
+  return KeyAt(node->fd.get(), "", AT_EMPTY_PATH);
+}
+
+absl::StatusOr<std::vector<std::string>> PassthroughFs::ChildKeys(InodeId dir,
+                                                                  size_t max) const {
+  ASSIGN_OR_RETURN(InodeRef node, GetInode(dir));
+  if (!S_ISDIR(node->type)) return ErrnoStatus(ENOTDIR, "child keys: not a directory");
+  ASSIGN_OR_RETURN(UniqueFd fd, Reopen(*node, O_RDONLY | O_DIRECTORY));
+  std::vector<std::string> keys;
+  alignas(8) char buf[32 * 1024];
+  for (;;) {
+    const long n = syscall(SYS_getdents64, fd.get(), buf, sizeof(buf));
+    if (n < 0) return LastErrnoStatus("getdents64");
+    if (n == 0) break;
+    for (long at = 0; at < n;) {
+      const auto* d = reinterpret_cast<const struct dirent64*>(buf + at);
+      at += d->d_reclen;
+      if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
+      // Gone since the listing, or a mount point's foreign handle: skip it;
+      // its own lookup resolves it later.
+      absl::StatusOr<std::string> key = KeyAt(fd.get(), d->d_name, 0);
+      if (key.ok()) keys.push_back(std::move(*key));
+      if (keys.size() >= max) return keys;
+    }
+  }
+  return keys;
 }
 
 // ---- Extended attributes ---------------------------------------------------
