@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/config/config.h"
 #include "agent/fuse_session.h"
+#include "agent/metrics/coherence_collector.h"
 #include "agent/metrics/fuse_ops_collector.h"
 #include "agent/metrics/guest_collector.h"
 #include "agent/metrics/link_collector.h"
@@ -271,6 +272,13 @@ absl::Status Agent::StartMetrics() {
   collectors_.push_back(std::make_shared<metrics::GuestCollector>(std::move(sources)));
   if (link_ != nullptr) {
     collectors_.push_back(std::make_shared<metrics::LinkCollector>(link_.get(), VolumeNames()));
+  }
+  if (!coherent_.empty()) {
+    std::vector<metrics::CoherenceSource> sources;
+    for (const CoherentVolume& cv : coherent_) {
+      sources.push_back({cv.name, cv.state.get(), version_table(cv.name)});
+    }
+    collectors_.push_back(std::make_shared<metrics::CoherenceCollector>(std::move(sources)));
   }
   try {
     exposer_ = std::make_unique<prometheus::Exposer>(config_.metrics_listen());

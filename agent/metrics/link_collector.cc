@@ -2,25 +2,15 @@
 
 #include <functional>
 
+#include "agent/metrics/volume_families.h"
 #include "prometheus/client_metric.h"
 #include "prometheus/metric_type.h"
 
 namespace coherefs::agent::metrics {
-namespace {
-
-using VolumeValue = std::function<double(const coherence::VolumeLinkMetrics&)>;
-
-struct VolumeSpec {
-  const char* name;
-  const char* help;
-  prometheus::MetricType type;
-  VolumeValue value;
-};
-
-}  // namespace
 
 std::vector<prometheus::MetricFamily> LinkCollector::Collect() const {
-  const VolumeSpec specs[] = {
+  using Spec = VolumeSpec<coherence::VolumeLinkMetrics>;
+  const std::vector<Spec> specs = {
       {"coherefs_agent_fenced", "1 while the volume's table may be stale and no lease is granted.",
        prometheus::MetricType::Gauge,
        [](const auto& m) { return m.fenced.load() ? 1.0 : 0.0; }},
@@ -37,24 +27,16 @@ std::vector<prometheus::MetricFamily> LinkCollector::Collect() const {
       {"coherefs_agent_applied_seq", "Last change-log sequence applied to the table.",
        prometheus::MetricType::Gauge,
        [](const auto& m) { return static_cast<double>(m.last_applied_seq.load()); }},
+      {"coherefs_agent_invalidation_acks_total",
+       "Acknowledgements (with remaining guest leases) sent to the coordinator.",
+       prometheus::MetricType::Counter,
+       [](const auto& m) { return static_cast<double>(m.acks_sent.load()); }},
+      {"coherefs_agent_invalidation_ack_failures_total",
+       "Acknowledgements the coordinator did not take.", prometheus::MetricType::Counter,
+       [](const auto& m) { return static_cast<double>(m.ack_failures.load()); }},
   };
-  std::vector<prometheus::MetricFamily> families;
-  for (const VolumeSpec& spec : specs) {
-    prometheus::MetricFamily family{spec.name, spec.help, spec.type, {}};
-    for (const std::string& volume : volumes_) {
-      const coherence::VolumeLinkMetrics* m = link_->volume_metrics(volume);
-      if (m == nullptr) continue;
-      prometheus::ClientMetric metric;
-      metric.label = {{"volume", volume}};
-      if (spec.type == prometheus::MetricType::Counter) {
-        metric.counter.value = spec.value(*m);
-      } else {
-        metric.gauge.value = spec.value(*m);
-      }
-      family.metric.push_back(std::move(metric));
-    }
-    families.push_back(std::move(family));
-  }
+  std::vector<prometheus::MetricFamily> families = VolumeFamilies<coherence::VolumeLinkMetrics>(
+      specs, volumes_, [this](const std::string& v) { return link_->volume_metrics(v); });
   prometheus::MetricFamily lapses{"coherefs_agent_coordinator_lease_lapses_total",
                                   "Times the agent's coordinator lease lapsed.",
                                   prometheus::MetricType::Counter,
