@@ -173,11 +173,29 @@ absl::Status Agent::StartCoordinatorLink() {
     vo.margin = std::chrono::milliseconds(v->lease_margin_ms());
     cv.state = std::make_unique<coherence::VolumeCoherence>(vo, table, cv.backend.get());
     cv.state->Start();
+    if (v->host_watch()) {
+      coherence::HostWatcherOptions wo;
+      wo.shared_dir = v->shared_dir();
+      coherence::VolumeCoherence* state = cv.state.get();
+      auto watcher = coherence::HostWatcher::Start(
+          wo, [state](std::vector<std::string> keys) { state->OnHostChanges(keys); },
+          [state] { state->OnHostOverflow(); });
+      if (watcher.ok()) {
+        cv.watcher = std::move(*watcher);
+      } else {
+        // Guests stay coherent with each other; host-side edits then reach
+        // them only when their leases end.
+        LOG_WARN("host watch unavailable; changes made on the host are not announced")
+            .Kv("volume", cv.name)
+            .Kv("error", watcher.status());
+      }
+    }
     LOG_INFO("volume coherence")
         .Kv("volume", cv.name)
         .Kv("mode", coherence::CoherenceModeName(vo.mode))
         .Kv("lease_max_ms", v->lease_max_ms())
-        .Kv("lease_margin_ms", v->lease_margin_ms());
+        .Kv("lease_margin_ms", v->lease_margin_ms())
+        .Kv("host_watch", cv.watcher != nullptr);
   }
   RETURN_IF_ERROR(link_->Start());
   RETURN_IF_ERROR(ExportTables());
@@ -319,6 +337,7 @@ void Agent::Stop() {
   // No session is left to use the coherence state; stop it before the link
   // it bumps through.
   for (CoherentVolume& cv : coherent_) {
+    if (cv.watcher != nullptr) cv.watcher->Stop();
     if (cv.state != nullptr) cv.state->Stop();
   }
   if (link_ != nullptr) link_->Stop();

@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "agent/coherence/coordinator_link.h"
+#include "agent/coherence/host_watcher.h"
 #include "agent/coherence/link_backend.h"
 #include "agent/coherence/version_table.h"
 #include "agent/coherence/volume_coherence.h"
@@ -92,6 +93,8 @@ class Agent {
     std::string name;
     std::unique_ptr<coherence::LinkBackend> backend;
     std::unique_ptr<coherence::VolumeCoherence> state;
+    // Declared last: destroyed first (its callbacks use `state`).
+    std::unique_ptr<coherence::HostWatcher> watcher;
   };
   // Borrow the link and the tables; sessions (below) borrow them.
   std::vector<CoherentVolume> coherent_;

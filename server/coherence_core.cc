@@ -271,7 +271,9 @@ CoherenceCore::CoherenceCore(Store* store, CoreOptions options,
     : store_(store),
       options_(options),
       observer_(observer != nullptr ? observer : &null_observer_),
-      epoch_(epoch) {}
+      epoch_(epoch),
+      // The first run of a store has no previous leases to wait for.
+      grace_until_(epoch > 1 ? absl::Now() + options.strict_grace : absl::InfinitePast()) {}
 
 CoherenceCore::~CoherenceCore() {
   Stop();
@@ -1053,7 +1055,7 @@ void CoherenceCore::StartLeaseWait(Op& op, BumpResult result) {
   w->published = now;
   w->result = std::move(result);
   w->done = std::move(op.bump_done);
-  absl::Time lease_until = now;
+  absl::Time lease_until = std::max(now, grace_until_);
   {
     absl::MutexLock lock(&mu_);
     for (auto& [id, agent] : agents_) {
@@ -1073,9 +1075,17 @@ void CoherenceCore::StartLeaseWait(Op& op, BumpResult result) {
         subscribed |= sub != nullptr && sub->volume() == op.volume &&
                       !sub->ended();
       }
-      // A live agent that is not subscribed gets no invalidations, so it
-      // must not be granting leases on this volume.
-      if (subscribed) w->pending.emplace(id, now + agent.ttl);
+      if (subscribed) {
+        w->pending.emplace(id, now + agent.ttl);
+      } else if (agent.acks.count(op.volume) > 0) {
+        // It followed this volume and its stream is down (reconnecting):
+        // it grants nothing new meanwhile, but its guests may keep what it
+        // granted before, for up to max_guest_lease_ms.
+        lease_until = std::max(lease_until,
+                               now + absl::Milliseconds(agent.max_guest_lease_ms));
+      }
+      // A live agent that never followed the volume gets no invalidations,
+      // so it must not be granting leases on it.
     }
     w->lease_wait = lease_until - now;  // carried as a floor; see below
     lease_waiters_.push_back(std::move(w));

@@ -100,6 +100,13 @@ struct CoreOptions {
   absl::Duration progress_interval = absl::Seconds(1);
   // How often agent leases are checked.
   absl::Duration lease_check_interval = absl::Milliseconds(50);
+  // After a restart (an epoch > 1), strict bumps report a lease wait of at
+  // least the rest of this period from the start: the registrations and
+  // lease reports of the previous run are gone, and guests may still hold
+  // leases granted under it (agents stop granting when their stream breaks,
+  // so nothing granted later is missed). It must be at least the agents'
+  // longest guest lease plus margin (their max_guest_lease_ms).
+  absl::Duration strict_grace = absl::Seconds(10);
 };
 
 // Hooks for metrics; called with no core lock held. Default: no-ops.
@@ -400,6 +407,8 @@ class CoherenceCore {
   const CoreOptions options_;
   CoreObserver* const observer_;
   const uint64_t epoch_;
+  // Strict bumps wait at least until then (see CoreOptions::strict_grace).
+  const absl::Time grace_until_;
   CoreObserver null_observer_;
 
   absl::Mutex mu_;

@@ -607,6 +607,8 @@ TEST_F(CoreTest, StopEndsStreamsAndRefusesWrites) {
 class StrictTest : public CoreTest {
  protected:
   void SetUp() override {
+    // Restarts within a test are about other rules; the grace has its own.
+    options_.strict_grace = absl::ZeroDuration();
     StartCore();
     ASSERT_TRUE(core_->CreateVolumeSync("v", 8).ok());
     ASSERT_THAT(ResolveSlots("v", {"a", "b"}), ElementsAre(0, 1));
@@ -669,6 +671,41 @@ TEST_F(StrictTest, SilentAgentCountsAsItsMaxGuestLease) {
   // max_guest_lease_ms (1000) from its last contact (registration).
   EXPECT_GT(r->lease_wait, absl::Milliseconds(500));
   EXPECT_LE(r->lease_wait, absl::Milliseconds(1000) - took + absl::Milliseconds(50));
+}
+
+TEST_F(StrictTest, AfterARestartStrictBumpsWaitOutTheGrace) {
+  options_.strict_grace = absl::Milliseconds(800);
+  StartCore();  // epoch 2: leases of the previous run may be live
+  ASSERT_TRUE(core_->RegisterAgent("writer", absl::Seconds(10), 1000).ok());
+  auto r = core_->BumpSync("v", {0}, Strict());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->lease_wait, absl::Milliseconds(600));
+  EXPECT_LE(r->lease_wait, absl::Milliseconds(800));
+  // A bump without wait_for_leases is not held back.
+  auto plain = core_->BumpSync("v", {0});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->lease_wait, absl::ZeroDuration());
+  absl::SleepFor(absl::Milliseconds(850));
+  r = core_->BumpSync("v", {0}, Strict());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->lease_wait, absl::ZeroDuration());
+}
+
+TEST_F(StrictTest, FollowerWhoseStreamEndedCountsItsMaxGuestLease) {
+  ASSERT_TRUE(core_->RegisterAgent("other", absl::Seconds(10), 700).ok());
+  {
+    auto sub = core_->Subscribe("v", 0, "other");
+    ASSERT_TRUE(sub.ok());
+    ASSERT_TRUE(core_->BumpSync("v", {1}).ok());
+    ASSERT_TRUE(core_->AckInvalidations("other", "v", 1, {}).ok());
+    (*sub)->Cancel();
+  }
+  // Live, not subscribed now, but it followed "v": its guests may still
+  // hold what it granted before the stream broke.
+  auto r = core_->BumpSync("v", {0}, Strict());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->lease_wait, absl::Milliseconds(600));
+  EXPECT_LE(r->lease_wait, absl::Milliseconds(700));
 }
 
 TEST_F(StrictTest, RecentlyExpiredAgentStillCounts) {

@@ -53,6 +53,9 @@ ABSL_FLAG(absl::Duration, log_retention_age, absl::ZeroDuration(),
           "Drop change-log entries older than this (0: no age limit).");
 ABSL_FLAG(absl::Duration, compaction_interval, absl::Seconds(1),
           "How often the change log is compacted.");
+ABSL_FLAG(absl::Duration, strict_grace, absl::Seconds(10),
+          "After a restart, strict bumps wait at least this long from the start (leases "
+          "granted under the previous run); at least the agents' longest lease + margin.");
 ABSL_FLAG(absl::Duration, progress_interval, absl::Seconds(1),
           "How often idle subscribers get a progress mark.");
 ABSL_FLAG(uint64_t, subscriber_queue_limit, 65536,
@@ -132,10 +135,14 @@ int Run(int argc, char** argv) {
   options.log_retention_age = absl::GetFlag(FLAGS_log_retention_age);
   options.compaction_interval = absl::GetFlag(FLAGS_compaction_interval);
   options.progress_interval = absl::GetFlag(FLAGS_progress_interval);
+  options.strict_grace = absl::GetFlag(FLAGS_strict_grace);
   options.subscriber_queue_limit = absl::GetFlag(FLAGS_subscriber_queue_limit);
   if (options.default_lease_ttl < options.min_lease_ttl ||
       options.default_lease_ttl > options.max_lease_ttl) {
     Usage("--lease-ttl must be between 100ms and 10m");
+  }
+  if (options.strict_grace < absl::ZeroDuration()) {
+    Usage("--strict-grace must not be negative");
   }
   if (options.log_retention_age < absl::ZeroDuration()) {
     Usage("--log-retention-age must not be negative");

@@ -442,6 +442,10 @@ void CoordinatorLink::VolumeLoop(VolumeState* vol) {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
     }
+    // Without a stream the agent hears of no change: stop granting leases
+    // until the next stream has caught up (the coordinator counts a
+    // follower whose stream is down as holding its old leases).
+    SetSynced(vol, false);
     if (progressed) backoff = options_.min_backoff;
     if (status.ok()) continue;  // ResyncRequired, or a gap we detected
     vol->metrics.reconnects.fetch_add(1, std::memory_order_relaxed);
