@@ -455,21 +455,22 @@ absl::StatusOr<Entry> CoherentFs::Link(const Context& ctx, InodeId inode, InodeI
 }
 
 absl::Status CoherentFs::Unlink(const Context& ctx, InodeId parent, absl::string_view name) {
-  RETURN_IF_ERROR(volume_->BeforeChange());
-  ASSIGN_OR_RETURN(uint32_t dir, SlotForChange(parent));
-  ASSIGN_OR_RETURN(std::optional<uint32_t> child, ChildSlot(ctx, parent, name));
-  RETURN_IF_ERROR(inner_->Unlink(ctx, parent, name));
-  std::vector<uint32_t> slots = {dir};
-  if (child.has_value()) slots.push_back(*child);  // link count (open files)
-  return Changed(std::move(slots));
+  return RemoveEntry(ctx, parent, name, [&] { return inner_->Unlink(ctx, parent, name); });
 }
 
 absl::Status CoherentFs::Rmdir(const Context& ctx, InodeId parent, absl::string_view name) {
+  return RemoveEntry(ctx, parent, name, [&] { return inner_->Rmdir(ctx, parent, name); });
+}
+
+absl::Status CoherentFs::RemoveEntry(const Context& ctx, InodeId parent,
+                                     absl::string_view name,
+                                     const std::function<absl::Status()>& remove) {
   RETURN_IF_ERROR(volume_->BeforeChange());
   ASSIGN_OR_RETURN(uint32_t dir, SlotForChange(parent));
   ASSIGN_OR_RETURN(std::optional<uint32_t> child, ChildSlot(ctx, parent, name));
-  RETURN_IF_ERROR(inner_->Rmdir(ctx, parent, name));
+  RETURN_IF_ERROR(remove());
   std::vector<uint32_t> slots = {dir};
+  // The removed file's link count (it lives on while open or linked).
   if (child.has_value()) slots.push_back(*child);
   return Changed(std::move(slots));
 }

@@ -189,6 +189,9 @@ class CoherentFs final : public fuse::FileSystem {
   // was loaded and sets both timeouts.
   void LeaseEntry(const fuse::Context& ctx, fuse::InodeId dir, const Seen& parent,
                   fuse::Entry* entry);
+  // Unlink and Rmdir: `remove` applies the change.
+  absl::Status RemoveEntry(const fuse::Context& ctx, fuse::InodeId parent,
+                           absl::string_view name, const std::function<absl::Status()>& remove);
   // After a change: bump `slots`; strict mode waits (see the header).
   absl::Status Changed(std::vector<uint32_t> slots);
   // KEEP_CACHE only if the version is the one of the previous open.

@@ -482,5 +482,32 @@ TEST_F(CoherentFsTest, LeasesForReportsRemainingLeasesAndShortensFutureOnes) {
   EXPECT_EQ(volume_->LeasesFor(nullptr).size(), 2u);  // f and the root's name lease
 }
 
+TEST_F(CoherentFsTest, HostChangesAreResolvedInOneBatchAndBumpedInTheBackground) {
+  WriteHostFile(tree_.In("f"), "x");
+  WriteHostFile(tree_.In("g"), "y");
+  auto key = [&](const std::string& name) {
+    Entry e = a_.fs->Lookup(RootCtx(), kRootInode, name).value();
+    std::string k = a_.fs->FileKey(e.inode).value();
+    a_.fs->Forget(e.inode, 1);
+    return k;
+  };
+  const int calls_before = backend_->resolve_calls();
+  volume_->OnHostChanges({key("f"), key("g"), key("f")});
+  EXPECT_EQ(backend_->resolve_calls(), calls_before + 1);
+  for (int i = 0; i < 200 && backend_->bumped().size() < 2; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  std::vector<uint32_t> bumped = backend_->bumped();
+  std::sort(bumped.begin(), bumped.end());
+  std::vector<uint32_t> want = {SlotOfPath(a_, "f"), SlotOfPath(a_, "g")};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(bumped, want);
+  EXPECT_FALSE(backend_->last_wait_flag());  // nobody waits for a host process
+  EXPECT_EQ(volume_->metrics().host_changes.load(), 3u);
+  // The changed files' leases are short now.
+  EXPECT_EQ(volume_->leases().LeaseFor(want[0], LeaseClock::now()),
+            LeaseClock::duration::zero());
+}
+
 }  // namespace
 }  // namespace coherefs::agent::coherence

@@ -215,11 +215,11 @@ absl::Status VolumeCoherence::AfterChange(GuestId guest, std::vector<uint32_t> s
   SortUnique(&slots);
   if (slots.empty()) return absl::OkStatus();
   const LeaseClock::time_point changed = LeaseClock::now();
-  for (uint32_t slot : slots) leases_.NoteChanged(slot, changed);
   if (options_.mode == CoherenceMode::kBounded) {
-    QueueBump(slots);
+    AnnounceInBackground(slots);
     return absl::OkStatus();
   }
+  for (uint32_t slot : slots) leases_.NoteChanged(slot, changed);
   BumpOutcome outcome;
   absl::Status status = BumpStrict(slots, &outcome);
   if (!status.ok()) {
@@ -303,22 +303,20 @@ std::vector<SlotRemaining> VolumeCoherence::LeasesFor(const std::vector<uint32_t
 
 void VolumeCoherence::OnHostChanges(const std::vector<std::string>& keys) {
   metrics_.host_changes.fetch_add(keys.size(), std::memory_order_relaxed);
+  // Unknown keys are resolved too (one batch): a guest of another agent may
+  // hold the file, and only the coordinator knows its slot.
+  absl::Status resolved = Prefetch(keys);
+  if (!resolved.ok()) {
+    LOG_WARN("host changes not announced: cannot resolve their slots")
+        .Kv("volume", options_.volume)
+        .Kv("keys", keys.size())
+        .Kv("status", resolved);
+  }
   std::vector<uint32_t> slots;
   for (const std::string& key : keys) {
-    // Only files some guest has looked up have slots worth bumping; an
-    // unknown key is resolved anyway (a guest of another agent may know it).
-    absl::StatusOr<uint32_t> slot = SlotForKey(key);
-    if (slot.ok()) {
-      slots.push_back(*slot);
-    } else {
-      LOG_WARN("host change not announced: cannot resolve its slot")
-          .Kv("volume", options_.volume)
-          .Kv("status", slot.status());
-    }
+    if (std::optional<uint32_t> slot = CachedSlot(key)) slots.push_back(*slot);
   }
-  const LeaseClock::time_point now = LeaseClock::now();
-  for (uint32_t slot : slots) leases_.NoteChanged(slot, now);
-  QueueBump(slots);
+  AnnounceInBackground(slots);
 }
 
 void VolumeCoherence::OnHostOverflow() {
@@ -330,6 +328,10 @@ void VolumeCoherence::OnHostOverflow() {
   LOG_WARN("host change events lost; bumping every known slot")
       .Kv("volume", options_.volume)
       .Kv("slots", slots.size());
+  AnnounceInBackground(slots);
+}
+
+void VolumeCoherence::AnnounceInBackground(const std::vector<uint32_t>& slots) {
   const LeaseClock::time_point now = LeaseClock::now();
   for (uint32_t slot : slots) leases_.NoteChanged(slot, now);
   QueueBump(slots);

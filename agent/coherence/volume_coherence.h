@@ -153,6 +153,8 @@ class VolumeCoherence {
 
   void BumpLoop();
   void QueueBump(absl::Span<const uint32_t> slots);
+  // Notes the change (leases shorten) and queues the bump.
+  void AnnounceInBackground(const std::vector<uint32_t>& slots);
   absl::Status BumpStrict(const std::vector<uint32_t>& slots, BumpOutcome* outcome);
   bool WaitUnfenced(absl::Time deadline) const;
 
