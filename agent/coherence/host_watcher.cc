@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/file_key.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 
@@ -40,27 +41,10 @@ union HandleBuffer {
   char bytes[sizeof(struct file_handle) + MAX_HANDLE_SZ];
 };
 
-// The file key of a handle: u32 little-endian type | f_handle bytes.
-std::string KeyOfHandle(const struct file_handle* fh) {
-  std::string key;
-  key.reserve(4 + fh->handle_bytes);
-  const uint32_t type = static_cast<uint32_t>(fh->handle_type);
-  for (int i = 0; i < 4; ++i) key.push_back(static_cast<char>((type >> (8 * i)) & 0xff));
-  key.append(reinterpret_cast<const char*>(fh->f_handle), fh->handle_bytes);
-  return key;
-}
-
 // name_to_handle_at(dirfd, name) (symlinks not followed), or of dirfd
 // itself when name is empty.
 absl::StatusOr<std::string> KeyAt(int dirfd, const char* name) {
-  HandleBuffer buf;
-  buf.fh.handle_bytes = MAX_HANDLE_SZ;
-  int mount_id = 0;
-  const int flags = name[0] == '\0' ? AT_EMPTY_PATH : 0;
-  if (name_to_handle_at(dirfd, name, &buf.fh, &mount_id, flags) != 0) {
-    return LastErrnoStatus(absl::StrCat("name_to_handle_at ", name));
-  }
-  return KeyOfHandle(&buf.fh);
+  return FileKeyAt(dirfd, name, name[0] == '\0' ? AT_EMPTY_PATH : 0);
 }
 
 // The entry went away (or was replaced) while we looked: not an error.
@@ -256,8 +240,8 @@ void HostWatcher::HandleEvent(const struct fanotify_event_metadata* event, Batch
     }
     p += hdr->len;
   }
-  const std::string dir = dir_fh != nullptr ? KeyOfHandle(dir_fh) : std::string();
-  const std::string obj = obj_fh != nullptr ? KeyOfHandle(obj_fh) : std::string();
+  const std::string dir = dir_fh != nullptr ? FileKeyOfHandle(*dir_fh) : std::string();
+  const std::string obj = obj_fh != nullptr ? FileKeyOfHandle(*obj_fh) : std::string();
   const uint64_t mask = event->mask;
   const bool dirent = (mask & kDirentMask) != 0;
 

@@ -23,6 +23,7 @@
 #include "agent/passthrough/host_ops.h"
 #include "agent/passthrough/passthrough_fs.h"
 #include "common/errno_status.h"
+#include "common/file_key.h"
 #include "common/status_macros.h"
 
 namespace coherefs::agent::passthrough {
@@ -37,10 +38,6 @@ namespace {
 
 bool IsWriteOpen(uint32_t flags) {
   return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0;
-}
-
-void AppendLe(std::string* out, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 
 // A name with a NUL would be cut short by the C call: a different name.
@@ -275,33 +272,9 @@ absl::Status PassthroughFs::Access(const Context& ctx, InodeId inode, uint32_t m
   return absl::OkStatus();
 }
 
-namespace {
-
-// The key of `name` under `dirfd` ("" with AT_EMPTY_PATH: dirfd itself);
-// see PassthroughFs::FileKey for the format.
-absl::StatusOr<std::string> KeyAt(int dirfd, const char* name, int flags) {
-  union {
-    struct file_handle fh;
-    char bytes[sizeof(struct file_handle) + MAX_HANDLE_SZ];
-  } buf;
-  buf.fh.handle_bytes = MAX_HANDLE_SZ;
-  int mount_id = 0;
-  if (name_to_handle_at(dirfd, name, &buf.fh, &mount_id, flags) != 0) {
-    return LastErrnoStatus("name_to_handle_at");
-  }
-  // No mount id: it is local to this host (and mount namespace), and the
-  // key must name the file on every host that shares the volume.
-  std::string key;
-  AppendLe(&key, static_cast<uint32_t>(buf.fh.handle_type), 4);
-  key.append(reinterpret_cast<const char*>(buf.fh.f_handle), buf.fh.handle_bytes);
-  return key;
-}
-
-}  // namespace
-
 absl::StatusOr<std::string> PassthroughFs::FileKey(InodeId inode) const {
   ASSIGN_OR_RETURN(InodeRef node, GetInode(inode));
-  return KeyAt(node->fd.get(), "", AT_EMPTY_PATH);
+  return FileKeyAt(node->fd.get(), "", AT_EMPTY_PATH);
 }
 
 absl::StatusOr<std::vector<std::string>> PassthroughFs::ChildKeys(InodeId dir,
@@ -321,7 +294,7 @@ absl::StatusOr<std::vector<std::string>> PassthroughFs::ChildKeys(InodeId dir,
       if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
       // Gone since the listing, or a mount point's foreign handle: skip it;
       // its own lookup resolves it later.
-      absl::StatusOr<std::string> key = KeyAt(fd.get(), d->d_name, 0);
+      absl::StatusOr<std::string> key = FileKeyAt(fd.get(), d->d_name, 0);
       if (key.ok()) keys.push_back(std::move(*key));
       if (keys.size() >= max) return keys;
     }
