@@ -5,12 +5,17 @@
 //   coherefs-table [--path P | --pci auto|BDF] [--json] info
 //   coherefs-table [--path P | --pci auto|BDF] [--json] watch SLOT
 //                  [--timeout-ms N]
+//   coherefs-table --coordinator HOST:PORT [--volume V] [--json] slot PATH
+//                  (host build only)
 //
 // Without --path or --pci it uses --pci auto. `watch` polls the slot every
 // 100 us until its version changes and prints the old and new version; it
 // fails (exit 1) if nothing changed within --timeout-ms (default 10000).
+// `slot` prints the slot of the file at PATH (see coherefs_table_host.cc).
 // Exit codes: 0 ok, 1 error (open/validation/range/timeout), 2 usage.
 // Standard library only, so it links statically into a guest initramfs.
+#include "client/coherefs_table_tool.h"
+
 #include <time.h>
 
 #include <cerrno>
@@ -24,23 +29,20 @@
 
 #include "client/table_reader.h"
 
+namespace coherefs::client {
 namespace {
 
-using coherefs::client::ResolvePciTable;
-using coherefs::client::TableErrcName;
-using coherefs::client::TableError;
-using coherefs::client::TableInfo;
-using coherefs::client::TableReader;
-
-constexpr int kExitOk = 0;
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
+constexpr int kExitOk = kTableExitOk;
+constexpr int kExitError = kTableExitError;
+constexpr int kExitUsage = kTableExitUsage;
 
 int Usage(const char* why) {
   std::fprintf(stderr,
                "coherefs-table: %s\n"
                "usage: coherefs-table [--path P | --pci auto|BDF] [--json] "
-               "get SLOT | info | watch SLOT [--timeout-ms N]\n",
+               "get SLOT | info | watch SLOT [--timeout-ms N]\n"
+               "       coherefs-table --coordinator HOST:PORT [--volume V] "
+               "[--json] slot PATH\n",
                why);
   return kExitUsage;
 }
@@ -78,8 +80,8 @@ uint64_t NowNs() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  std::string path, pci;
+int TableToolMain(int argc, char** argv, SlotCommand slot_command) {
+  std::string path, pci, coordinator, volume = "default";
   bool json = false;
   uint64_t timeout_ms = 10000;
   std::vector<std::string> args;
@@ -100,6 +102,12 @@ int main(int argc, char** argv) {
       if (!value(&path) || path.empty()) return Usage("--path needs a value");
     } else if (flag == "--pci") {
       if (!value(&pci) || pci.empty()) return Usage("--pci needs a value");
+    } else if (flag == "--coordinator") {
+      if (!value(&coordinator) || coordinator.empty()) {
+        return Usage("--coordinator needs a value");
+      }
+    } else if (flag == "--volume") {
+      if (!value(&volume) || volume.empty()) return Usage("--volume needs a value");
     } else if (a == "--json") {
       json = true;
     } else if (flag == "--timeout-ms") {
@@ -129,6 +137,19 @@ int main(int argc, char** argv) {
     }
   } else if (cmd == "info") {
     if (args.size() != 1) return Usage("info takes no arguments");
+  } else if (cmd == "slot") {
+    if (args.size() != 2) return Usage("slot takes one PATH");
+    if (slot_command == nullptr) {
+      return Usage("slot needs the host build (coherefs-table), not this one");
+    }
+    if (coordinator.empty()) return Usage("slot needs --coordinator");
+    if (!path.empty() || !pci.empty()) return Usage("slot reads no table (no --path/--pci)");
+    SlotRequest request;
+    request.path = args[1];
+    request.coordinator = coordinator;
+    request.volume = volume;
+    request.json = json;
+    return slot_command(request);
   } else {
     return Usage(("unknown command '" + cmd + "'").c_str());
   }
@@ -212,3 +233,5 @@ int main(int argc, char** argv) {
   }
   return kExitOk;
 }
+
+}  // namespace coherefs::client

@@ -22,6 +22,12 @@ std::unique_ptr<CoordinatorClient> CoordinatorClient::Create(
   if (options.private_connection) {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   }
+  // gRPC's default reconnect backoff grows to 120 s; an agent whose
+  // coordinator restarted must find it again within a second or so (it is
+  // fenced meanwhile).
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   return std::make_unique<CoordinatorClient>(
       grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
                                 args),

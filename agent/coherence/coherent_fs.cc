@@ -101,17 +101,28 @@ void CoherentFs::PrefetchChildren(InodeId dir) {
   if (!keys_.child_keys) return;
   {
     absl::MutexLock lock(&mu_);
-    if (!prefetched_.insert(dir).second) return;
+    auto [it, first] = prefetched_.emplace(dir, false);
+    if (!first) {
+      // Another request is resolving this directory: wait for its batch
+      // rather than racing it with one call per name.
+      auto done = [this, dir]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        auto found = prefetched_.find(dir);
+        return found == prefetched_.end() || found->second;
+      };
+      mu_.Await(absl::Condition(&done));
+      return;
+    }
   }
   absl::StatusOr<std::vector<std::string>> keys = keys_.child_keys(dir, kMaxPrefetch);
-  if (!keys.ok()) return;
-  absl::Status s = volume_->Prefetch(*keys);
-  if (!s.ok()) {
+  absl::Status s = keys.ok() ? volume_->Prefetch(*keys) : keys.status();
+  absl::MutexLock lock(&mu_);
+  if (s.ok()) {
+    prefetched_[dir] = true;
+  } else {
     LOG_DEBUG("prefetch of a directory's slots failed")
         .Kv("volume", volume_->options().volume)
         .Kv("status", s);
-    absl::MutexLock lock(&mu_);
-    prefetched_.erase(dir);
+    prefetched_.erase(dir);  // waiters resolve their own names; retry later
   }
 }
 

@@ -204,7 +204,8 @@ class CoherentFs final : public fuse::FileSystem {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<fuse::InodeId, InodeState> inodes_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<fuse::InodeId> prefetched_ ABSL_GUARDED_BY(mu_);
+  // Directories whose entries were resolved (true) or are being (false).
+  absl::flat_hash_map<fuse::InodeId, bool> prefetched_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace coherefs::agent::coherence

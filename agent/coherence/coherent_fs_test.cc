@@ -260,7 +260,8 @@ TEST_F(CoherentFsTest, StrictChangeWaitsForRemoteLeasesTheCoordinatorReports) {
   in.mode = 0600;
   const absl::Time start = absl::Now();
   ASSERT_OK(a_.coherent->SetAttr(RootCtx(), e.inode, in).status());
-  EXPECT_GE(Seconds(absl::Now() - start), 0.25 + 0.02);
+  // The remote agents' reports already include their margins.
+  EXPECT_GE(Seconds(absl::Now() - start), 0.25);
 }
 
 TEST_F(CoherentFsTest, LeasesShrinkAfterAChangeAndRecover) {
@@ -476,7 +477,7 @@ TEST_F(CoherentFsTest, LeasesForReportsRemainingLeasesAndShortensFutureOnes) {
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].slot, f);
   EXPECT_GT(r[0].remaining, milliseconds(300));
-  EXPECT_LE(r[0].remaining, milliseconds(400));
+  EXPECT_LE(r[0].remaining, milliseconds(420));  // lease + margin
   // The invalidation counts as a change: new leases on f are short.
   EXPECT_EQ(volume_->leases().LeaseFor(f, LeaseClock::now()), LeaseClock::duration::zero());
   EXPECT_EQ(volume_->LeasesFor(nullptr).size(), 2u);  // f and the root's name lease

@@ -449,7 +449,12 @@ void CoordinatorLink::VolumeLoop(VolumeState* vol) {
     if (progressed) backoff = options_.min_backoff;
     if (status.ok()) continue;  // ResyncRequired, or a gap we detected
     vol->metrics.reconnects.fetch_add(1, std::memory_order_relaxed);
-    if (absl::IsFailedPrecondition(status)) LeaseLost(gen, status);
+    // FAILED_PRECONDITION: our lease expired; NOT_FOUND: a restarted
+    // coordinator does not know us. Either way register again now rather
+    // than at the next keep-alive.
+    if (absl::IsFailedPrecondition(status) || absl::IsNotFound(status)) {
+      LeaseLost(gen, status);
+    }
     LOG_WARN("subscription ended; reconnecting")
         .Kv("volume", vol->name)
         .Kv("status", status)

@@ -80,9 +80,10 @@ struct CoordinatorLinkOptions {
   uint32_t max_guest_lease_ms = 0;
   // The volumes to follow. Required, at least one.
   std::vector<LinkVolume> volumes;
-  // Reconnect/register backoff: doubles from min to max. Defaults 50 ms, 2 s.
+  // Reconnect/register backoff: doubles from min to max. Defaults 50 ms,
+  // 500 ms (a fenced agent refuses strict changes: come back quickly).
   absl::Duration min_backoff = absl::Milliseconds(50);
-  absl::Duration max_backoff = absl::Seconds(2);
+  absl::Duration max_backoff = absl::Milliseconds(500);
   // Deadline of each unary call. Default 5 s.
   absl::Duration rpc_deadline = absl::Seconds(5);
   // Called on every fence transition of a volume, with the link's lock held:

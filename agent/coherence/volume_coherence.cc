@@ -14,9 +14,11 @@ namespace {
 // Resolve.
 constexpr size_t kMaxBatch = 4096;
 
+// CANCELLED: a coordinator shutting down cancels the calls in flight.
 bool Retryable(const absl::Status& s) {
   return absl::IsUnavailable(s) || absl::IsFailedPrecondition(s) ||
-         absl::IsDeadlineExceeded(s) || absl::IsAborted(s);
+         absl::IsDeadlineExceeded(s) || absl::IsAborted(s) || absl::IsCancelled(s) ||
+         absl::IsNotFound(s);
 }
 
 void SortUnique(std::vector<uint32_t>* v) {
@@ -160,7 +162,11 @@ std::chrono::milliseconds VolumeCoherence::Grant(GuestId guest, uint32_t slot,
   milliseconds lease =
       std::min(cap, std::chrono::duration_cast<milliseconds>(leases_.LeaseFor(slot, now)));
   if (lease <= milliseconds::zero()) return milliseconds::zero();
-  const bool granted = leases_.Grant(guest, slot, now + lease, seen_version,
+  // Recorded as live until its end plus the margin: the guest's timer
+  // starts when the reply arrives, and Linux rounds a timeout up to whole
+  // timer ticks and honours its last tick (a 10 ms lease can serve ~8 ms
+  // longer at HZ=250). Waits and acks then need no margin of their own.
+  const bool granted = leases_.Grant(guest, slot, now + lease + options_.margin, seen_version,
                                      [this, slot] { return Version(slot); });
   // Fenced in the meantime: the lease is recorded (harmless: it only makes
   // a local writer wait) but not handed out.
@@ -240,8 +246,8 @@ absl::Status VolumeCoherence::AfterChange(GuestId guest, std::vector<uint32_t> s
   LeaseClock::duration wait = leases_.RemainingExcept(slots, guest, now);
   wait = std::max<LeaseClock::duration>(wait,
                                         std::chrono::milliseconds(outcome.lease_wait_ms));
+  // Both sides already include the holders' margins (see Grant).
   if (wait <= LeaseClock::duration::zero()) return absl::OkStatus();
-  wait += options_.margin;
   metrics_.strict_waits.fetch_add(1, std::memory_order_relaxed);
   metrics_.strict_wait_ms.fetch_add(
       static_cast<uint64_t>(std::chrono::ceil<std::chrono::milliseconds>(wait).count()),

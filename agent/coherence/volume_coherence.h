@@ -66,8 +66,10 @@ struct VolumeCoherenceOptions {
   std::string volume;
   CoherenceMode mode = CoherenceMode::kStrict;
   LeasePolicy lease;
-  // Strict mode waits this much longer than the leases it knows of: the
-  // guest's timer starts when the reply reaches it, and guest clocks drift.
+  // Every lease counts as live this much past its end, for strict waits and
+  // for the remaining leases reported to the coordinator: the guest's timer
+  // starts when the reply reaches it, the kernel rounds timeouts up to timer
+  // ticks, and guest clocks drift.
   std::chrono::milliseconds margin{100};
   // Strict mode: how long a change waits for the agent to be unfenced (and
   // its bump to go through) before the guest gets EIO.

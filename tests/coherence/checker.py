@@ -32,7 +32,10 @@ observation starting after the op returned did not show, O.start - op end
 missed; "missed" charges every change it missed).
 
 CLI:  checker.py host --agent-bin=PATH [--cache=always] [--ops=2000]
+                         [--coordinator-bin=PATH --coherence=strict|bounded|off]
       checker.py vm [--backend=virtiofsd] [--cache=always] [--ops=30]
+                    [--backend=coherefs --agent-sockets=per-guest
+                     --coordinator-bin=PATH --coherence=strict]
       checker.py check RECORDS.json [--mode=strict|bounded]
 Drivers are in this file too (HostDriver, VmDriver); see README.md.
 """
@@ -50,6 +53,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import coordinator  # noqa: E402  (tests/coherence/coordinator.py)
 
 OP_KINDS = ("chmod", "touch", "append", "rename", "create", "unlink",
             "symlink", "setxattr")
@@ -126,6 +132,8 @@ class Report:
             "stale": len(values), "phantoms": len(self.phantoms),
             "unmodelled": self.unmodelled,
             "max_s": values[-1] if values else 0.0,
+            "phantom_max_age_s": max([p["age"] for p in self.phantoms],
+                                     default=0.0),
             "p50_s": _percentile(values, 0.50),
             "p99_s": _percentile(values, 0.99),
             "max_by_change_s": self.staleness_by_change(),
@@ -188,9 +196,12 @@ def check(records, mode="strict"):
             elsewhere = sorted(p for (p, k), hh in hist.items()
                                if k == o["op"] and p != o["path"] and
                                any(x[2] == seen for x in hh))
+            # age: a lower bound of how long the dentry has been stale
+            # (since this path's last change before O began).
             rep.phantoms.append({"who": o["who"], "op": o["op"],
                                  "path": o["path"], "seen": seen,
                                  "elsewhere": elsewhere,
+                                 "age": o["start"] - h[lo][1],
                                  "start": o["start"], "end": o["end"]})
             continue
         superseded_by = h[older[0] + 1]
@@ -397,14 +408,18 @@ class Recorder:
                 self.cond.wait(left)
 
 
-def run_writer(rec, seed, ops, backing, do_op, gap_s=0.0, round_timeout=60):
+def run_writer(rec, seed, ops, backing, do_op, gap_s=0.0, round_timeout=60,
+               before_op=None):
     """The writer loop shared by both drivers: op, true state, wait for a
-    reader round. do_op(op) performs op (raising on failure)."""
+    reader round. do_op(op) performs op (raising on failure); before_op(k),
+    if given, is called before op k (1-based)."""
     wl = Workload(seed)
     rec.add([{"who": "w", "op": "initial", "path": None, "start": NEG_INF,
               "end": NEG_INF, "result": 0, "after": truth(backing, PATHS)}])
     rec.wait_observed(time.monotonic(), round_timeout)
-    for _ in range(ops):
+    for k in range(1, ops + 1):
+        if before_op is not None:
+            before_op(k)
         op = wl.next()
         start = time.monotonic()
         do_op(op)
@@ -432,13 +447,32 @@ def _setup_local(root):
 class HostDriver:
     """Two coherefs-agent --host-mount processes on one backing directory:
     the writer works through mount A, readers observe through mount B, each
-    observation one syscall timed with time.monotonic() around it."""
+    observation one syscall timed with time.monotonic() around it.
 
-    def __init__(self, agent_bin, cache, extra_args=(), readers=1):
+    With coordinator_bin, a coherefs-coordinator (coordinator.py) runs on
+    127.0.0.1 in the work dir and each agent gets --coordinator, its own
+    --agent-id (host-a, host-b: two agents are two hosts) and
+    --coherence=COHERENCE (strict|bounded|off; None passes no flag).
+    `restarts=[(k, hard, down_s), ...]` restarts the coordinator (same port
+    and data dir; SIGKILL if hard, else SIGTERM; down for down_s) from a
+    side thread when the writer is about to start op k, while the workload
+    goes on; `restart_info` then lists what happened."""
+
+    def __init__(self, agent_bin, cache, extra_args=(), readers=1,
+                 coordinator_bin=None, coherence=None, restarts=(),
+                 keep=False, coordinator_args=()):
         self.agent_bin = agent_bin
+        self.coordinator_args = list(coordinator_args)
         self.cache = cache
         self.extra_args = list(extra_args)
         self.readers = readers
+        self.coordinator_bin = coordinator_bin
+        self.coherence = coherence
+        self.restarts = sorted(restarts)
+        self.restart_info = []
+        self.round_pause_s = 0.001
+        self.keep = keep
+        self.coordinator = None
         self.work = None
         self.procs = []
         self.mounts = []
@@ -451,31 +485,57 @@ class HostDriver:
             raise
         return self
 
+    def _agent_argv(self, name, mnt):
+        argv = [self.agent_bin, "--shared-dir=" + self.backing,
+                "--host-mount=" + mnt, "--cache=" + self.cache,
+                "--thread-pool-size=2"]
+        if self.coordinator is not None:
+            argv += ["--coordinator=" + self.coordinator.target,
+                     "--agent-id=host-" + name]
+        if self.coherence is not None:
+            argv.append("--coherence=" + self.coherence)
+        return argv + self.extra_args
+
     def _start(self):
         self.work = tempfile.mkdtemp(prefix="cohchk.", dir="/tmp")
         self.backing = os.path.join(self.work, "shared")
         os.mkdir(self.backing)
         _setup_local(self.backing)
+        if self.coordinator_bin:
+            self.coordinator = coordinator.Coordinator(
+                self.coordinator_bin, self.work,
+                extra_args=self.coordinator_args)
+            self.coordinator.start()
         for name in ("a", "b"):
             mnt = os.path.join(self.work, "mnt_" + name)
             os.mkdir(mnt)
             log = open(os.path.join(self.work, "agent_%s.log" % name), "w")
             self.procs.append(subprocess.Popen(
-                [self.agent_bin, "--shared-dir=" + self.backing,
-                 "--host-mount=" + mnt, "--cache=" + self.cache,
-                 "--thread-pool-size=2"] + self.extra_args,
-                stdout=log, stderr=subprocess.STDOUT))
+                self._agent_argv(name, mnt), stdout=log,
+                stderr=subprocess.STDOUT))
             log.close()
             self.mounts.append(mnt)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while not all(os.path.ismount(m) for m in self.mounts):
             for p in self.procs:
                 if p.poll() is not None:
-                    raise RuntimeError("agent exited %d; see %s" % (
-                        p.returncode, self.work))
+                    raise RuntimeError("agent exited %d: %s" % (
+                        p.returncode, self.agent_log_tail()))
             if time.monotonic() > deadline:
-                raise RuntimeError("agents did not mount in 10 s")
+                raise RuntimeError("agents did not mount in 20 s")
             time.sleep(0.05)
+
+    def agent_log_tail(self, n=15):
+        """The last n lines of each agent's and the coordinator's log."""
+        out = []
+        for name in ("agent_a", "agent_b", "coordinator"):
+            try:
+                with open(os.path.join(self.work, name + ".log")) as f:
+                    lines = f.read().splitlines()[-n:]
+            except OSError:
+                lines = []
+            out.append("%s:\n  " % name + "\n  ".join(lines))
+        return "\n".join(out)
 
     def __exit__(self, *exc):
         for p in self.procs:
@@ -489,11 +549,37 @@ class HostDriver:
         for m in self.mounts:
             if os.path.ismount(m):
                 subprocess.call(["umount", "-l", m])
+        if self.coordinator is not None:
+            self.coordinator.stop()
+            self.coordinator = None
         self.procs, self.mounts = [], []
-        if self.work:
+        if self.work and self.keep:
+            print("checker: kept %s (agent and coordinator logs)" % self.work,
+                  file=sys.stderr)
+        elif self.work:
             shutil.rmtree(self.work, ignore_errors=True)
-            self.work = None
+        self.work = None
         return False
+
+    def _restarter(self, reached, rec):
+        """Side thread: each restart once the writer reached its op."""
+        def body():
+            for k, hard, down_s in self.restarts:
+                with reached:
+                    reached.wait_for(lambda: rec.stop or
+                                     self._writer_op >= k)
+                if rec.stop:
+                    return
+                t0 = time.monotonic()
+                try:
+                    self.coordinator.restart(hard=hard, down_s=down_s)
+                    err = None
+                except Exception as e:  # reported through restart_info
+                    err = repr(e)
+                self.restart_info.append({
+                    "before_op": k, "hard": hard, "down_s": down_s,
+                    "start": t0, "end": time.monotonic(), "error": err})
+        return threading.Thread(target=body, daemon=True)
 
     def run(self, seed, ops):
         names = ["r%d" % (i + 1) for i in range(self.readers)]
@@ -513,16 +599,36 @@ class HostDriver:
                                     "start": s, "end": e, "result": v})
                 rec.add(out)
                 rec.round_done(who, round_start)
+                # Keeps the record count bounded when writer ops are slow
+                # (strict waits), at 1 ms of observation granularity.
+                time.sleep(self.round_pause_s)
 
         threads = [threading.Thread(target=reader, args=(n,), daemon=True)
                    for n in names]
+        before_op = None
+        restarter = None
+        self._writer_op = 0
+        reached = threading.Condition()
+        if self.restarts:
+            restarter = self._restarter(reached, rec)
+            restarter.start()
+
+            def before_op(k):
+                with reached:
+                    self._writer_op = k
+                    reached.notify_all()
         for t in threads:
             t.start()
         try:
             run_writer(rec, seed, ops, self.backing,
-                       lambda op: apply_local(mount_a, op))
+                       lambda op: apply_local(mount_a, op),
+                       before_op=before_op)
         finally:
             rec.stop = True
+            if restarter is not None:
+                with reached:
+                    reached.notify_all()
+                restarter.join(60)
             for t in threads:
                 t.join(30)
         return rec.records
@@ -577,13 +683,38 @@ class VmDriver:
     minus at most one round trip. Guest clocks are not used: they are not
     comparable with the host's."""
 
-    def __init__(self, backend, readers=1, vmlib=None, keep=False):
+    def __init__(self, backend, readers=1, vmlib=None, keep=False,
+                 coordinator_bin=None, coherence=None):
         self.backend = backend
         self.readers = readers
         self.vmlib = vmlib
         self.keep = keep
+        self.coordinator_bin = coordinator_bin
+        self.coherence = coherence
 
     def run(self, seed, ops):
+        """With coordinator_bin (coherefs backend only), a coordinator runs
+        for the cluster's lifetime and every agent the backend starts gets
+        --coordinator, its own --agent-id (vm-agent-I) and --coherence."""
+        if not self.coordinator_bin:
+            return self._run(seed, ops)
+        work = tempfile.mkdtemp(prefix="cohcrd.", dir="/tmp")
+        try:
+            with coordinator.Coordinator(self.coordinator_bin, work) as crd:
+                coherence = self.coherence
+
+                def agent_args(i):
+                    args = ["--coordinator=" + crd.target,
+                            "--agent-id=vm-agent-%d" % i]
+                    if coherence is not None:
+                        args.append("--coherence=" + coherence)
+                    return args
+                self.backend.per_agent_args = agent_args
+                return self._run(seed, ops)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _run(self, seed, ops):
         vm = self.vmlib
         helper = os.path.join(os.path.dirname(vm.__file__), "xattr_tool.c")
         with vm.Cluster(self.backend, 1 + self.readers, helpers=[helper],
@@ -666,25 +797,48 @@ def main(argv=None):
     for p in (h, v, c):
         p.add_argument("--mode", default="bounded",
                        choices=("strict", "bounded"))
+    h.add_argument("--agent-arg", action="append", default=[],
+                   help="extra coherefs-agent argument (repeatable)")
+    h.add_argument("--restart-at", type=int,
+                   help="restart the coordinator before writer op K")
+    h.add_argument("--restart-hard", action="store_true",
+                   help="SIGKILL the coordinator (default SIGTERM)")
+    h.add_argument("--restart-down-s", type=float, default=1.0,
+                   help="how long the coordinator stays down")
+    h.add_argument("--keep", action="store_true",
+                   help="keep the work dir (logs)")
     for p in (h, v):
         p.add_argument("--seed", type=int, default=1)
         p.add_argument("--save", help="write the records here (JSON)")
+        p.add_argument("--coordinator-bin",
+                       help="run coherefs-coordinator; agents follow it")
+        p.add_argument("--coherence", choices=("strict", "bounded", "off"),
+                       help="the agents' --coherence (default: no flag)")
     here = os.path.dirname(os.path.realpath(__file__))
     sys.path.insert(0, os.path.join(os.path.dirname(here), "vm"))
     import vmlib  # noqa: E402  (only the vm subcommand needs the harness)
     vmlib.add_backend_args(v)
     args = ap.parse_args(argv)
+    vmlib.install_signal_handlers()  # SIGTERM: clean up (with blocks)
     if args.cmd == "check":
         with open(args.records) as f:
             records = json.load(f)
     elif args.cmd == "host":
-        with HostDriver(args.agent_bin, args.cache,
-                        readers=args.readers) as d:
+        restarts = ([(args.restart_at, args.restart_hard,
+                      args.restart_down_s)]
+                    if args.restart_at else [])
+        with HostDriver(args.agent_bin, args.cache, args.agent_arg,
+                        readers=args.readers,
+                        coordinator_bin=args.coordinator_bin,
+                        coherence=args.coherence, restarts=restarts,
+                        keep=args.keep) as d:
             records = d.run(args.seed, args.ops)
+            if d.restart_info:
+                print("coordinator restart: %s" % json.dumps(d.restart_info))
     else:
-        vmlib.install_signal_handlers()
         records = VmDriver(vmlib.backend_from_args(args), args.readers,
-                           vmlib, args.keep).run(args.seed, args.ops)
+                           vmlib, args.keep, args.coordinator_bin,
+                           args.coherence).run(args.seed, args.ops)
     if getattr(args, "save", None):
         with open(args.save, "w") as f:
             json.dump(records, f)

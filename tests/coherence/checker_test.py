@@ -168,6 +168,10 @@ class CheckTest(unittest.TestCase):
         rep = checker.check(recs, "bounded")
         self.assertFalse(rep.ok)
         self.assertEqual(rep.phantoms[0]["elsewhere"], ["d1/f1"])
+        # The dentry has been stale at least since d0/f0's last change
+        # (the rename returned at 1.1).
+        self.assertAlmostEqual(rep.phantoms[0]["age"], 1.9)
+        self.assertAlmostEqual(rep.summary()["phantom_max_age_s"], 1.9)
 
     def test_unchanged_value_does_not_supersede(self):
         # chmod to the same mode: seeing it is current, not stale.

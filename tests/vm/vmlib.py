@@ -228,15 +228,19 @@ class CoherefsBackend(Backend):
     all sockets at once (the agent serves
     every socket in its comma-separated --socket-path, all on the same
     --shared-dir).
-    sockets="per-guest" runs one agent per socket, like virtiofsd."""
+    sockets="per-guest" runs one agent per socket, like virtiofsd.
+    per_agent_args(i), if set, gives agent i (0-based) arguments of its own
+    (e.g. a distinct --agent-id)."""
 
     name = "coherefs"
 
-    def __init__(self, agent_bin, sockets="shared", extra_args=(), **kw):
+    def __init__(self, agent_bin, sockets="shared", extra_args=(),
+                 per_agent_args=None, **kw):
         super().__init__(**kw)
         self.agent_bin = agent_bin
         self.sockets_mode = sockets
         self.extra_args = list(extra_args)
+        self.per_agent_args = per_agent_args
 
     def _argv(self, shared_dir, sockets):
         return ([self.agent_bin, "--socket-path=" + ",".join(sockets)] + [
@@ -251,8 +255,9 @@ class CoherefsBackend(Backend):
         groups = [sockets] if self.sockets_mode == "shared" else [
             [s] for s in sockets]
         for i, group in enumerate(groups):
+            own = list(self.per_agent_args(i)) if self.per_agent_args else []
             self.procs.append(_spawn(
-                self._argv(shared_dir, group), "coherefs-agent",
+                self._argv(shared_dir, group) + own, "coherefs-agent",
                 os.path.join(workdir, "agent%d.log" % i)))
         self._wait_sockets(sockets)
 
@@ -476,7 +481,11 @@ class Cluster:
     off, stops the backend and removes the temp dir (unless keep=True)."""
 
     def __init__(self, backend, n, kernel_dir=DEFAULT_KERNEL_DIR,
-                 helpers=(), keep=False, boot_deadline_s=90):
+                 helpers=(), keep=False, boot_deadline_s=90,
+                 guest_qemu_args=None):
+        # guest_qemu_args(i) -> extra QEMU arguments of guest i, asked for
+        # after the backend has started (e.g. a table it exported).
+        self.guest_qemu_args = guest_qemu_args
         self.backend = backend
         self.n = n
         self.kernel_dir = kernel_dir
@@ -513,7 +522,9 @@ class Cluster:
     def _boot(self, initrd, socks, accel):
         self.guests = [
             Guest("g%d" % i, self.workdir, socks[i], "share", os.path.join(
-                self.kernel_dir, "vmlinux"), initrd, accel=accel)
+                self.kernel_dir, "vmlinux"), initrd, accel=accel,
+                extra_qemu_args=(self.guest_qemu_args(i)
+                                 if self.guest_qemu_args else ()))
             for i in range(self.n)]
         for g in self.guests:
             g.start()
