@@ -59,8 +59,17 @@ std::shared_ptr<client::CoordinatorClient> CoordinatorLink::Client() const {
   return client_;
 }
 
-void CoordinatorLink::ReconnectClient() {
-  std::shared_ptr<client::CoordinatorClient> fresh = MakeClient(options_);
+void CoordinatorLink::MaybeReconnectClient(const absl::Status& status) {
+  if (!absl::IsUnavailable(status)) return;
+  std::shared_ptr<client::CoordinatorClient> fresh;
+  {
+    absl::MutexLock lock(&client_mu_);
+    // At most every 500 ms: the lease thread and every volume thread call
+    // this on the same outage.
+    if (Clock::now() - last_new_channel_ < std::chrono::milliseconds(500)) return;
+    last_new_channel_ = Clock::now();
+  }
+  fresh = MakeClient(options_);
   absl::MutexLock lock(&client_mu_);
   client_.swap(fresh);
 }
@@ -259,21 +268,6 @@ void CoordinatorLink::LeaseLoop() {
   const auto grow = [&] {
     backoff = std::min(backoff * 2, options_.max_backoff);
   };
-  // While fenced for want of a reachable coordinator, try a fresh channel
-  // now and then (see client_ in the header).
-  Clock::time_point last_new_channel = Clock::now();
-  const auto maybe_new_channel = [&](const absl::Status& status) {
-    if (!absl::IsUnavailable(status)) return;
-    {
-      absl::MutexLock lock(&mu_);
-      if (LeaseLiveLocked()) return;
-    }
-    if (Clock::now() - last_new_channel < std::chrono::milliseconds(500)) {
-      return;
-    }
-    last_new_channel = Clock::now();
-    ReconnectClient();
-  };
   for (;;) {
     bool registered;
     Clock::time_point deadline;
@@ -320,7 +314,7 @@ void CoordinatorLink::LeaseLoop() {
       LOG_WARN("register failed; retrying")
           .Kv("status", reply.status())
           .Kv("backoff", absl::FormatDuration(backoff));
-      maybe_new_channel(reply.status());
+      MaybeReconnectClient(reply.status());
       if (!SleepUnlessStopping(backoff)) return;
       grow();
       continue;
@@ -376,7 +370,7 @@ void CoordinatorLink::LeaseLoop() {
     if (backoff == options_.min_backoff) {  // first failure in a row
       LOG_WARN("keep-alive failed; retrying").Kv("status", reply.status());
     }
-    maybe_new_channel(reply.status());
+    MaybeReconnectClient(reply.status());
     if (!SleepUnlessStopping(wait)) return;
     grow();
   }
@@ -449,6 +443,7 @@ void CoordinatorLink::VolumeLoop(VolumeState* vol) {
     if (progressed) backoff = options_.min_backoff;
     if (status.ok()) continue;  // ResyncRequired, or a gap we detected
     vol->metrics.reconnects.fetch_add(1, std::memory_order_relaxed);
+    MaybeReconnectClient(status);
     // FAILED_PRECONDITION: our lease expired; NOT_FOUND: a restarted
     // coordinator does not know us. Either way register again now rather
     // than at the next keep-alive.

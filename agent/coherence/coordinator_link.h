@@ -226,15 +226,16 @@ class CoordinatorLink {
   VolumeState* Find(const std::string& volume) const;
 
   const CoordinatorLinkOptions options_;
-  // The current client. Replaced (ReconnectClient) when the lease has
-  // lapsed and the coordinator is unreachable: a gRPC channel whose
-  // connection attempts failed can stay in backoff for seconds after the
-  // coordinator is back, which would keep the agent fenced needlessly.
+  // The current client. Replaced (MaybeReconnectClient) after a call or
+  // stream failed with UNAVAILABLE: a gRPC channel whose connection attempts
+  // failed was seen to keep failing for seconds after the coordinator was
+  // back on the same port, keeping the agent fenced (strict changes held).
   std::shared_ptr<client::CoordinatorClient> Client() const;
-  void ReconnectClient();
+  void MaybeReconnectClient(const absl::Status& status);
   mutable absl::Mutex client_mu_;
   std::shared_ptr<client::CoordinatorClient> client_
       ABSL_GUARDED_BY(client_mu_);
+  Clock::time_point last_new_channel_ ABSL_GUARDED_BY(client_mu_);
   std::vector<std::unique_ptr<VolumeState>> volumes_;
   LinkMetrics metrics_;
 

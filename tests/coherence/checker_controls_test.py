@@ -141,6 +141,7 @@ def host_strict_restarts(args, res):
     with checker.HostDriver(args.agent_bin, "always", strict_args,
                             coherence="strict", restarts=restarts,
                             coordinator_args=["--strict-grace=%dms" % grace_ms],
+                            keep=bool(os.environ.get("COHEREFS_KEEP")),
                             **common) as d:
         try:
             records = d.run(args.seed + 1, ops)
