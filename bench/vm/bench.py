@@ -30,11 +30,8 @@ failed (the rest is still reported and written), 2 bad usage.
 
 import argparse
 import csv
-import hashlib
 import json
 import os
-import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +42,7 @@ HERE = os.path.dirname(os.path.realpath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "vm"))
 sys.path.insert(0, HERE)
+import runinfo  # noqa: E402
 import stats  # noqa: E402
 import vmlib  # noqa: E402
 
@@ -86,14 +84,7 @@ def parse_args(argv):
     g.add_argument("--block-size", type=int, default=4096)
     g.add_argument("--warm-passes", type=int, default=1)
     g.add_argument("--seed", type=int, default=1)
-    p.add_argument("--workload-timeout", type=float, default=900,
-                   help="seconds one fsbench command may take in the guest")
-    p.add_argument("--boot-deadline", type=float, default=180)
-    p.add_argument("--kernel-dir", default=vmlib.DEFAULT_KERNEL_DIR)
-    p.add_argument("--out-json")
-    p.add_argument("--out-csv")
-    p.add_argument("--keep", action="store_true",
-                   help="keep the VM work dirs (/tmp/cohvm.*)")
+    runinfo.add_guest_run_arguments(p, vmlib, workload_timeout=900)
     args = p.parse_args(argv)
     args.caches = [c for c in args.caches.split(",") if c]
     args.workloads = [w for w in args.workloads.split(",") if w]
@@ -206,50 +197,23 @@ def _value(record):
     return record["ops_per_s"], "ops/s"
 
 
-def _sha256(path):
-    try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        return None
-
-
 def machine_notes(args):
-    def cmd(argv):
-        try:
-            return subprocess.run(argv, capture_output=True, text=True,
-                                  timeout=30).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-    kernel = None
-    try:
-        with open(os.path.join(args.kernel_dir, "KERNEL")) as f:
-            kernel = f.read().strip()
-    except OSError:
-        pass
-    accel, reason = vmlib.detect_accel()
-    return {
-        "host": socket.gethostname(), "nproc": os.cpu_count(),
-        "host_kernel": platform.release(),
-        "qemu": (cmd([vmlib.QEMU, "--version"]) or "").split("\n")[0],
-        "guest_kernel": kernel, "accel": accel, "accel_reason": reason,
-        "guest_mem": vmlib.Guest.MEM, "guest_cpus": 1,
+    notes = runinfo.vm_machine_notes(vmlib, args.kernel_dir, REPO,
+                                     args.thread_pool_size)
+    notes.update({
         "virtqueue_size": "QEMU default",
-        "thread_pool_size": args.thread_pool_size,
         "agent_bin": None if args.stand_in else args.agent_bin,
-        # The tree may be dirty (git below): the binary's hash says which
-        # agent was measured.
-        "agent_sha256": None if args.stand_in else _sha256(args.agent_bin),
+        "agent_sha256": None if args.stand_in else runinfo.sha256_of(args.agent_bin),
         "agent_args": args.agent_arg, "virtiofsd_bin": args.virtiofsd_bin,
         "stand_in": args.stand_in,
-        "git": cmd(["git", "-C", REPO, "describe", "--always", "--dirty"]),
         "sizes": {"files": args.files, "tree": args.tree,
                   "create": args.create, "seq_mib": args.seq_mib,
                   "rand_ops": args.rand_ops, "block_size": args.block_size,
                   "warm_passes": args.warm_passes, "seed": args.seed},
         "rounds": args.rounds, "caches": args.caches,
         "workloads": args.workloads,
-    }
+    })
+    return notes
 
 
 def write_csv(path, samples):

@@ -31,6 +31,32 @@
 //                 + 1), stamps checked.
 //   all           every workload above except setup, in this order.
 //
+// Workloads for bench/coherence (not part of `all`), over the tree of
+// `setup` (DIR/tree/dNN/sNN/fNN):
+//   tree_stat_cold   drop caches; one pass of: for every subdir, open it
+//                    O_PATH (a path walk from DIR/tree), then fstatat()
+//                    each file by name: one lookup + getattr per file.
+//                    ops = files. "tree_stat_cold".
+//   tree_stat_warm   --warm-passes such passes, nothing dropped, and more
+//                    until --warm-seconds have passed since the first began
+//                    (default 0: exactly --warm-passes); one line per pass,
+//                    each named "tree_stat_warm".
+//   tree_stat        tree_stat_cold, then tree_stat_warm.
+//   tree_readdir_cold, tree_readdir_warm, tree_readdir
+//                    the same shape for listings: open + getdents64 loop +
+//                    close of DIR/tree and every dNN and dNN/sNN directory
+//                    (`ls -f` of each). ops = entries ("." and ".." included).
+//   shared_write     for --seconds: cycle over DIR/shared/f0..f<K-1>
+//                    (--shared-files=K; missing files are created first,
+//                    untimed), op i on file (i/3)%K: chmod (0600/0644
+//                    alternating per visit), utimensat(now), append one byte
+//                    (open O_APPEND, write, close). Several clients may run
+//                    it on the same files at once. One line per kind
+//                    ("shared_chmod", "shared_touch", "shared_append") and
+//                    "shared_write" for all, each also with "lat_p50_us",
+//                    "lat_p99_us", "lat_max_us" (per-op latency); "seconds"
+//                    is the whole loop's time in every line.
+//
 // Output, one line per timed phase, on stdout:
 //   {"name":"stat_warm","ops":10000,"bytes":0,"seconds":1.234567,
 //    "ops_per_s":8100.2,"mib_per_s":0.0,"dropped_caches":false}
@@ -71,6 +97,9 @@ struct Options {
   long warm_passes;
   uint64_t seed;
   bool drop_caches;
+  long seconds;
+  long shared_files;
+  long warm_seconds;
 };
 
 static struct Options opt = {
@@ -86,6 +115,9 @@ static struct Options opt = {
     .warm_passes = 2,
     .seed = 1,
     .drop_caches = true,
+    .seconds = 10,
+    .shared_files = 4,
+    .warm_seconds = 0,
 };
 
 static bool last_drop_ok = false;  // whether the last drop really happened
@@ -102,13 +134,19 @@ static double Now(void) {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void Report(const char* name, long ops, long long bytes, double secs) {
+// `extra` is "" or more JSON members, each starting with a comma.
+static void ReportWith(const char* name, long ops, long long bytes,
+                       double secs, const char* extra) {
   if (secs <= 0) secs = 1e-9;
   printf("{\"name\":\"%s\",\"ops\":%ld,\"bytes\":%lld,\"seconds\":%.6f,"
-         "\"ops_per_s\":%.1f,\"mib_per_s\":%.3f,\"dropped_caches\":%s}\n",
+         "\"ops_per_s\":%.1f,\"mib_per_s\":%.3f,\"dropped_caches\":%s%s}\n",
          name, ops, bytes, secs, ops / secs, bytes / secs / (1024.0 * 1024.0),
-         last_drop_ok ? "true" : "false");
+         last_drop_ok ? "true" : "false", extra);
   fflush(stdout);
+}
+
+static void Report(const char* name, long ops, long long bytes, double secs) {
+  ReportWith(name, ops, bytes, secs, "");
 }
 
 // Cold phases call this first; it records whether caches were dropped so
@@ -330,6 +368,178 @@ static void CreateUnlink(void) {
   free(cu);
 }
 
+// --- the tree, pass by pass (bench/coherence) --------------------------------
+
+static void SubdirName(char* buf, size_t size, long d, long s) {
+  snprintf(buf, size, "d%02ld/s%02ld", d, s);
+}
+
+static long TreeStatPass(int tree_fd) {
+  struct stat st;
+  for (long d = 0; d < opt.tree_dirs; d++) {
+    for (long s = 0; s < opt.tree_subdirs; s++) {
+      char sub[48];
+      SubdirName(sub, sizeof(sub), d, s);
+      // O_PATH: a lookup of the path only, no OPENDIR on FUSE.
+      int fd = openat(tree_fd, sub, O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0) Die("openat", sub);
+      for (long f = 0; f < opt.tree_files; f++) {
+        char name[32];
+        snprintf(name, sizeof(name), "f%02ld", f);
+        if (fstatat(fd, name, &st, 0) != 0) Die("fstatat", name);
+      }
+      close(fd);
+    }
+  }
+  return opt.tree_dirs * opt.tree_subdirs * opt.tree_files;
+}
+
+static long ListAt(int dirfd, const char* name) {
+  int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) Die("openat dir", name);
+  long entries = ForEachEntry(fd, NULL, NULL);
+  close(fd);
+  return entries;
+}
+
+static long TreeReaddirPass(int tree_fd) {
+  long entries = ListAt(tree_fd, ".");
+  for (long d = 0; d < opt.tree_dirs; d++) {
+    char dname[32];
+    snprintf(dname, sizeof(dname), "d%02ld", d);
+    entries += ListAt(tree_fd, dname);
+    for (long s = 0; s < opt.tree_subdirs; s++) {
+      char sub[48];
+      SubdirName(sub, sizeof(sub), d, s);
+      entries += ListAt(tree_fd, sub);
+    }
+  }
+  return entries;
+}
+
+// One cold pass (caches dropped) and/or --warm-passes warm ones, each
+// reported on its own line.
+static void TreePasses(long (*pass)(int), const char* cold_name,
+                       const char* warm_name, bool cold, bool warm) {
+  char* tree = PathJoin(opt.dir, "tree");
+  if (cold) {
+    DropCaches();
+    double t0 = Now();
+    int fd = OpenDir(tree);
+    long ops = pass(fd);
+    close(fd);
+    Report(cold_name, ops, 0, Now() - t0);
+  }
+  if (warm) {
+    last_drop_ok = false;
+    double start = Now();
+    for (long p = 0; p < opt.warm_passes || Now() - start < opt.warm_seconds;
+         p++) {
+      double t0 = Now();
+      int fd = OpenDir(tree);
+      long ops = pass(fd);
+      close(fd);
+      Report(warm_name, ops, 0, Now() - t0);
+    }
+  }
+  free(tree);
+}
+
+// --- write-shared (bench/coherence) ----------------------------------------
+
+struct Latencies {
+  double* us;
+  long n, cap;
+};
+
+static void AddLatency(struct Latencies* l, double us) {
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 1024;
+    l->us = realloc(l->us, l->cap * sizeof(double));
+    if (!l->us) {
+      fprintf(stderr, "fsbench: out of memory\n");
+      exit(1);
+    }
+  }
+  l->us[l->n++] = us;
+}
+
+static int CompareDoubles(const void* a, const void* b) {
+  double x = *(const double*)a, y = *(const double*)b;
+  return (x > y) - (x < y);
+}
+
+// Nearest rank: the smallest value with at least q of the values <= it.
+static double Percentile(const double* sorted, long n, double q) {
+  if (n == 0) return 0;
+  long rank = (long)(q * n + 0.999999);
+  if (rank < 1) rank = 1;
+  if (rank > n) rank = n;
+  return sorted[rank - 1];
+}
+
+static void ReportLatencies(const char* name, struct Latencies* l,
+                            double secs) {
+  qsort(l->us, l->n, sizeof(double), CompareDoubles);
+  char extra[160];
+  snprintf(extra, sizeof(extra),
+           ",\"lat_p50_us\":%.1f,\"lat_p99_us\":%.1f,\"lat_max_us\":%.1f",
+           Percentile(l->us, l->n, 0.50), Percentile(l->us, l->n, 0.99),
+           l->n ? l->us[l->n - 1] : 0.0);
+  ReportWith(name, l->n, 0, secs, extra);
+}
+
+static void SharedWrite(void) {
+  char* dir = PathJoin(opt.dir, "shared");
+  MkdirP(dir);
+  char** paths = calloc(opt.shared_files, sizeof(char*));
+  if (!paths) Die("calloc", NULL);
+  for (long k = 0; k < opt.shared_files; k++) {
+    char name[32];
+    snprintf(name, sizeof(name), "f%ld", k);
+    paths[k] = PathJoin(dir, name);
+    // Not O_EXCL: another client may be creating the same file right now.
+    int fd = open(paths[k], O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0) Die("create", paths[k]);
+    close(fd);
+  }
+  static const char* kKinds[] = {"shared_chmod", "shared_touch",
+                                 "shared_append"};
+  struct Latencies by_kind[3] = {{0}}, all = {0};
+  last_drop_ok = false;
+  double t0 = Now(), end = t0 + opt.seconds, now = t0;
+  for (long i = 0; now < end; i++) {
+    int kind = i % 3;
+    long visit = i / 3;
+    const char* path = paths[visit % opt.shared_files];
+    double s = Now();
+    if (kind == 0) {
+      mode_t mode = (visit / opt.shared_files) % 2 ? 0600 : 0644;
+      if (chmod(path, mode) != 0) Die("chmod", path);
+    } else if (kind == 1) {
+      if (utimensat(AT_FDCWD, path, NULL, 0) != 0) Die("utimensat", path);
+    } else {
+      int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+      if (fd < 0) Die("open", path);
+      if (write(fd, "x", 1) != 1) Die("append", path);
+      if (close(fd) != 0) Die("close", path);
+    }
+    now = Now();
+    AddLatency(&by_kind[kind], (now - s) * 1e6);
+    AddLatency(&all, (now - s) * 1e6);
+  }
+  double secs = now - t0;
+  for (int k = 0; k < 3; k++) {
+    ReportLatencies(kKinds[k], &by_kind[k], secs);
+    free(by_kind[k].us);
+  }
+  ReportLatencies("shared_write", &all, secs);
+  free(all.us);
+  for (long k = 0; k < opt.shared_files; k++) free(paths[k]);
+  free(paths);
+  free(dir);
+}
+
 // --- data ------------------------------------------------------------------
 
 static long Blocks(void) {
@@ -459,9 +669,12 @@ static void Usage(void) {
           "usage: fsbench --dir=DIR [--files=N] [--tree=D,S,F] [--create=N]\n"
           "         [--seq-mib=N] [--rand-ops=N] [--block-size=N]\n"
           "         [--warm-passes=N] [--seed=N] [--drop-caches=0|1]\n"
+          "         [--seconds=N] [--shared-files=N] [--warm-seconds=N]\n"
           "         WORKLOAD...   (setup stat readdir readdir_stat walk\n"
           "                        create_unlink seq_write seq_read\n"
-          "                        rand_write rand_read all)\n");
+          "                        rand_write rand_read all;\n"
+          "                        tree_stat[_cold|_warm]\n"
+          "                        tree_readdir[_cold|_warm] shared_write)\n");
   exit(2);
 }
 
@@ -504,6 +717,33 @@ static bool RunWorkload(const char* w) {
   STEP("rand_write", RandIo(true));
   STEP("rand_read", RandIo(false));
 #undef STEP
+  if (all) return true;
+  // bench/coherence's workloads: by name only, never part of `all`.
+  static const struct {
+    const char* name;
+    long (*pass)(int);
+    const char *cold_name, *warm_name;
+    bool cold, warm;
+  } kTree[] = {
+      {"tree_stat", TreeStatPass, "tree_stat_cold", "tree_stat_warm", 1, 1},
+      {"tree_stat_cold", TreeStatPass, "tree_stat_cold", NULL, 1, 0},
+      {"tree_stat_warm", TreeStatPass, NULL, "tree_stat_warm", 0, 1},
+      {"tree_readdir", TreeReaddirPass, "tree_readdir_cold",
+       "tree_readdir_warm", 1, 1},
+      {"tree_readdir_cold", TreeReaddirPass, "tree_readdir_cold", NULL, 1, 0},
+      {"tree_readdir_warm", TreeReaddirPass, NULL, "tree_readdir_warm", 0, 1},
+  };
+  for (size_t i = 0; i < sizeof(kTree) / sizeof(kTree[0]); i++) {
+    if (strcmp(w, kTree[i].name) == 0) {
+      TreePasses(kTree[i].pass, kTree[i].cold_name, kTree[i].warm_name,
+                 kTree[i].cold, kTree[i].warm);
+      return true;
+    }
+  }
+  if (strcmp(w, "shared_write") == 0) {
+    SharedWrite();
+    return true;
+  }
   return known;
 }
 
@@ -540,6 +780,12 @@ int main(int argc, char** argv) {
       opt.warm_passes = ParseLong("--warm-passes", v, 1);
     } else if ((v = FlagValue(a, "--seed"))) {
       opt.seed = (uint64_t)ParseLong("--seed", v, 0);
+    } else if ((v = FlagValue(a, "--seconds"))) {
+      opt.seconds = ParseLong("--seconds", v, 1);
+    } else if ((v = FlagValue(a, "--warm-seconds"))) {
+      opt.warm_seconds = ParseLong("--warm-seconds", v, 0);
+    } else if ((v = FlagValue(a, "--shared-files"))) {
+      opt.shared_files = ParseLong("--shared-files", v, 1);
     } else if ((v = FlagValue(a, "--drop-caches"))) {
       opt.drop_caches = ParseLong("--drop-caches", v, 0) != 0;
     } else {

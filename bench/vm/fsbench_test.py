@@ -11,6 +11,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 import unittest
 
 
@@ -99,6 +100,65 @@ class FsbenchTest(unittest.TestCase):
         # Every block carries its own index, also after the random writes.
         self.assertEqual(self.stamps(), list(range(blocks)))
 
+    def lines(self, *workloads, extra=()):
+        p = self.run_fsbench(*workloads, extra=extra)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return [json.loads(line) for line in p.stdout.splitlines()]
+
+    def test_tree_passes_count_exactly(self):
+        self.records("setup")
+        got = self.lines("tree_stat", "tree_readdir", "tree_stat_warm",
+                         "tree_readdir_cold")
+        files = TREE[0] * TREE[1] * TREE[2]
+        # Every listing includes "." and "..": the root, each dNN, each sNN.
+        listed = (TREE[0] + 2) + TREE[0] * (TREE[1] + 2) + \
+            TREE[0] * TREE[1] * (TREE[2] + 2)
+        want = ([("tree_stat_cold", files)] +
+                [("tree_stat_warm", files)] * PASSES +
+                [("tree_readdir_cold", listed)] +
+                [("tree_readdir_warm", listed)] * PASSES +
+                [("tree_stat_warm", files)] * PASSES +
+                [("tree_readdir_cold", listed)])
+        self.assertEqual([(r["name"], r["ops"]) for r in got], want)
+        for r in got:
+            self.assertIs(r["dropped_caches"], False)
+            self.assertGreater(r["seconds"], 0)
+
+    def test_warm_seconds_adds_passes(self):
+        self.records("setup")
+        t0 = time.monotonic()
+        got = self.lines("tree_stat_warm", extra=("--warm-seconds=1",))
+        self.assertGreaterEqual(time.monotonic() - t0, 1.0)
+        # A pass of this tree takes far less than 1 s / PASSES.
+        self.assertGreater(len(got), PASSES)
+        self.assertEqual({r["name"] for r in got}, {"tree_stat_warm"})
+        self.assertEqual({r["ops"] for r in got},
+                         {TREE[0] * TREE[1] * TREE[2]})
+
+    def test_shared_write_counts_its_ops(self):
+        os.mkdir(self.dir)  # DIR must exist; DIR/shared is made if missing
+        got = self.lines("shared_write",
+                         extra=("--seconds=1", "--shared-files=2"))
+        self.assertEqual([r["name"] for r in got], [
+            "shared_chmod", "shared_touch", "shared_append", "shared_write"])
+        by = {r["name"]: r for r in got}
+        kinds = [by[k]["ops"] for k in ("shared_chmod", "shared_touch",
+                                        "shared_append")]
+        # Ops cycle chmod, touch, append: counts differ by at most one.
+        self.assertLessEqual(max(kinds) - min(kinds), 1)
+        self.assertEqual(sum(kinds), by["shared_write"]["ops"])
+        self.assertGreater(by["shared_write"]["ops"], 3)
+        for r in got:
+            self.assertGreaterEqual(r["seconds"], 1.0)
+            self.assertLessEqual(r["lat_p50_us"], r["lat_p99_us"])
+            self.assertLessEqual(r["lat_p99_us"], r["lat_max_us"])
+        # Each append adds one byte to file (visit % 2).
+        shared = os.path.join(self.dir, "shared")
+        self.assertEqual(sorted(os.listdir(shared)), ["f0", "f1"])
+        self.assertEqual(sum(os.path.getsize(os.path.join(shared, f))
+                             for f in ("f0", "f1")),
+                         by["shared_append"]["ops"])
+
     def test_corrupted_block_fails_the_read(self):
         self.records("setup", "seq_write")
         with open(os.path.join(self.dir, "data"), "r+b") as f:
@@ -121,6 +181,9 @@ class FsbenchTest(unittest.TestCase):
                                  (("--tree=1,2",), ("setup",)),
                                  (("--block-size=3000",), ("seq_write",)),
                                  (("--bogus=1",), ("stat",)),
+                                 (("--seconds=0",), ("shared_write",)),
+                                 (("--shared-files=0",), ("shared_write",)),
+                                 (("--warm-seconds=-1",), ("tree_stat",)),
                                  ((), ())]:
             p = self.run_fsbench(*workloads, extra=extra)
             self.assertEqual(p.returncode, 2, (extra, workloads, p.stderr))

@@ -17,19 +17,8 @@
 # BAZEL_OUTPUT_BASE, if set, is passed to bazel as --output_base.
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$repo"
-results="$repo/bench/results"
-mkdir -p "$results"
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "run.sh: run as root (virtiofsd, guest memory, drop_caches)" >&2
-  exit 2
-fi
-if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
-  echo "run.sh: installing matplotlib (scripts/install-bench-deps.sh)" >&2
-  "$repo/scripts/install-bench-deps.sh"
-fi
+# shellcheck source=bench/preamble.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../preamble.sh"
 
 build_agent=1
 for arg in "$@"; do
