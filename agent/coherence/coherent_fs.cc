@@ -98,7 +98,8 @@ void CoherentFs::PrefetchChildren(InodeId dir) {
   // Slot allocation is durable at the coordinator (an fsync per call), so
   // one call per directory instead of one per name matters.
   constexpr size_t kMaxPrefetch = 65536;
-  if (!keys_.child_keys) return;
+  // Fenced, resolving fails anyway: do not list the directory for nothing.
+  if (!keys_.child_keys || volume_->fenced()) return;
   {
     absl::MutexLock lock(&mu_);
     auto [it, first] = prefetched_.emplace(dir, false);
