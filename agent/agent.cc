@@ -131,7 +131,32 @@ absl::Status Agent::StartAll() {
     LOG_INFO("mounted volume on host").Kv("volume", v.name()).Kv("dir", v.host_mount());
     host_mounts_.push_back(std::move(mount));
   }
-  return StartMetrics();
+  RETURN_IF_ERROR(StartMetrics());
+  return StartAdmin();
+}
+
+absl::Status Agent::StartAdmin() {
+  if (config_.admin_listen().empty()) return absl::OkStatus();
+  admin::AdminSources sources;
+  if (link_ != nullptr) {
+    sources.agent_id = config_.agent_id();
+    sources.coordinator = config_.coordinator();
+    sources.link = link_.get();
+  }
+  for (const config::Volume& v : config_.volumes()) {
+    coherence::VolumeCoherence* state = coherence(v.name());
+    sources.volumes.push_back({v.name(), std::string(config::CoherenceModeName(v.coherence())),
+                               state != nullptr ? v.lease_max_ms() : 0, version_table(v.name()),
+                               state});
+  }
+  for (const Guest& g : guests_) {
+    virtio_fs::Server* server = g.server.get();
+    sources.guests.push_back({g.name, server->socket_path(), g.volume,
+                              [server] { return server->Metrics(); }});
+  }
+  ASSIGN_OR_RETURN(admin_, admin::AdminServer::Start(config_.admin_listen(), std::move(sources)));
+  LOG_INFO("admin endpoint").Kv("address", admin_->address());
+  return absl::OkStatus();
 }
 
 absl::Status Agent::StartCoordinatorLink() {
@@ -325,8 +350,9 @@ std::string Agent::metrics_address() const {
 void Agent::Stop() {
   if (stopped_) return;
   stopped_ = true;
-  // Metrics first: the collectors read the servers stopped below.
+  // Metrics and admin first: they read the servers stopped below.
   exposer_.reset();
+  if (admin_ != nullptr) admin_->Stop();
   for (Guest& g : guests_) g.server->Stop();
   for (HostMount& m : host_mounts_) {
     absl::Status status = m.transport->Stop();

@@ -1,13 +1,14 @@
 // Agent is the coherefs-agent daemon's body: for a validated AgentConfig it
 // starts one vhost-user-fs socket per guest (agent/virtio_fs) and the
 // optional /dev/fuse host mount per volume, each connection served by its
-// own FUSE session over the volume's shared directory, and the Prometheus
-// endpoint. Stop() ends every session, joins every thread, removes the
+// own FUSE session over the volume's shared directory, the Prometheus
+// endpoint, and the optional admin gRPC service (--admin-listen,
+// agent/admin). Stop() ends every session, joins every thread, removes the
 // sockets and unmounts.
 //
 // Errors from Start: whatever a socket, mount or metrics listener reports
 // (e.g. AlreadyExists when another process serves a socket path,
-// Unavailable when the metrics address cannot be bound); on error nothing
+// Unavailable when the metrics or admin address cannot be bound); on error nothing
 // stays running.
 //
 // Thread-safety: Start and Stop from the main thread; the servers run on
@@ -21,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "agent/admin/admin_service.h"
 #include "agent/coherence/coordinator_link.h"
 #include "agent/coherence/host_watcher.h"
 #include "agent/coherence/link_backend.h"
@@ -49,6 +51,8 @@ class Agent {
 
   // The address the metrics endpoint is bound to ("" when disabled).
   std::string metrics_address() const;
+  // The address the admin service is bound to ("" when disabled).
+  std::string admin_address() const { return admin_ ? admin_->address() : ""; }
 
   // With a coordinator configured: the link and each volume's version
   // table (nullptr otherwise, or for an unknown volume).
@@ -73,6 +77,7 @@ class Agent {
   explicit Agent(config::AgentConfig config);
   absl::Status StartAll();
   absl::Status StartMetrics();
+  absl::Status StartAdmin();
   absl::Status StartCoordinatorLink();
   // Creates each coherent volume's VolumeCoherence (before the link starts:
   // the link reports their leases).
@@ -102,6 +107,7 @@ class Agent {
   std::vector<HostMount> host_mounts_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectors_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<admin::AdminServer> admin_;
   bool stopped_ = false;
 };
 

@@ -46,6 +46,8 @@ ABSL_FLAG(int, lease_margin_ms, -1,
           "Strict mode: extra wait past known leases for guest clocks, ms (default 100).");
 ABSL_FLAG(bool, host_watch, true,
           "Announce changes made directly on the shared directory (fanotify).");
+ABSL_FLAG(std::string, admin_listen, "",
+          "host:port for the admin gRPC service (coherectl); empty disables it.");
 ABSL_FLAG(std::string, table_export_dir, "",
           "Write <volume>.table.json (QEMU arguments to map each version table) here.");
 
@@ -99,6 +101,7 @@ int main(int argc, char** argv) {
   flags.lease_margin_ms = absl::GetFlag(FLAGS_lease_margin_ms);
   flags.no_host_watch = !absl::GetFlag(FLAGS_host_watch);
   flags.table_export_dir = absl::GetFlag(FLAGS_table_export_dir);
+  flags.admin_listen = absl::GetFlag(FLAGS_admin_listen);
   auto merged = config::ApplyFlags(std::move(base), flags);
   if (!merged.ok()) return Fail(2, std::string(merged.status().message()));
   if (absl::Status s = config::Validate(*merged); !s.ok()) {
@@ -123,7 +126,8 @@ int main(int argc, char** argv) {
   LOG_INFO("coherefs-agent ready")
       .Kv("guests", merged->guests_size())
       .Kv("volumes", merged->volumes_size())
-      .Kv("metrics", (*agent)->metrics_address());
+      .Kv("metrics", (*agent)->metrics_address())
+      .Kv("admin", (*agent)->admin_address());
 
   int signo = 0;
   sigwait(&stop_signals, &signo);

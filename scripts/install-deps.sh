@@ -23,6 +23,8 @@ pkgs=(
   qemu-system-x86 qemu-system-common busybox-static xz-utils cpio
   # benchmark peer
   etcd-server etcd-client
+  # observability test: prometheus + promtool; PyYAML for the test script
+  prometheus python3-yaml
 )
 apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 echo "install-deps: done"

@@ -172,6 +172,7 @@ absl::StatusOr<AgentConfig> ApplyFlags(AgentConfig config, const FlagOverrides& 
   }
   if (flags.thread_pool_size >= 0) config.set_thread_pool_size(flags.thread_pool_size);
   if (flags.metrics_listen_set) config.set_metrics_listen(flags.metrics_listen);
+  if (!flags.admin_listen.empty()) config.set_admin_listen(flags.admin_listen);
   if (!flags.log_level.empty()) config.set_log_level(flags.log_level);
   if (!flags.coordinator.empty()) config.set_coordinator(flags.coordinator);
   if (!flags.agent_id.empty()) config.set_agent_id(flags.agent_id);

@@ -38,6 +38,7 @@ struct FlagOverrides {
   int lease_margin_ms = -1;  // -1: not given
   bool no_host_watch = false;
   std::string table_export_dir;
+  std::string admin_listen;
 };
 
 // Parses a JSON configuration. InvalidArgument with the parser's message on

@@ -39,6 +39,20 @@ TEST_F(ConfigTest, FlagsAloneMakeOneVolumeAndOneGuest) {
   EXPECT_EQ(config->guests(0).name(), "vm");
 }
 
+TEST_F(ConfigTest, AdminListenFromFileOrFlag) {
+  auto parsed = ParseConfigJson(R"({"admin_listen": "127.0.0.1:7430"})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->admin_listen(), "127.0.0.1:7430");
+  FlagOverrides flags;
+  auto kept = ApplyFlags(*parsed, flags);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->admin_listen(), "127.0.0.1:7430");  // no flag: the file's value
+  flags.admin_listen = "[::1]:0";
+  auto overridden = ApplyFlags(*parsed, flags);
+  ASSERT_TRUE(overridden.ok());
+  EXPECT_EQ(overridden->admin_listen(), "[::1]:0");
+}
+
 TEST_F(ConfigTest, JsonWithManyGuestsParsesAndValidates) {
   std::string json = R"({"volumes": [{"name": "a", "shared_dir": ")" + dir_ +
                      R"(", "cache": "CACHE_NONE", "xattr": false}],

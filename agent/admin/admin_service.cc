@@ -1,0 +1,198 @@
+#include "agent/admin/admin_service.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/log.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+
+namespace coherefs::agent::admin {
+namespace {
+
+const AdminVolume* FindVolume(const AdminSources& sources, const std::string& name) {
+  for (const AdminVolume& v : sources.volumes) {
+    if (v.name == name) return &v;
+  }
+  return nullptr;
+}
+
+constexpr uint32_t kMaxPage = 65536;
+
+// The table of `volume`, or the error the proto documents.
+absl::StatusOr<coherence::VersionTable*> TableOf(const AdminSources& sources,
+                                                 const std::string& volume) {
+  if (volume.empty()) return absl::InvalidArgumentError("volume: empty");
+  const AdminVolume* v = FindVolume(sources, volume);
+  if (v == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no volume named \"", volume, "\""));
+  }
+  if (v->table == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("volume \"", volume, "\" has no version table (no coordinator)"));
+  }
+  return v->table;
+}
+
+uint64_t Load(const std::atomic<uint64_t>& counter) {
+  return counter.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+v1::AgentStatus BuildStatus(const AdminSources& sources) {
+  v1::AgentStatus status;
+  status.set_agent_id(sources.agent_id);
+  status.set_coordinator(sources.coordinator);
+  if (sources.link != nullptr) {
+    status.set_epoch(sources.link->epoch());
+    status.set_fenced(sources.link->fenced());
+  }
+  for (const AdminVolume& v : sources.volumes) {
+    v1::AgentVolumeStatus* out = status.add_volumes();
+    out->set_name(v.name);
+    out->set_coherence(v.coherence);
+    out->set_lease_max_ms(v.lease_max_ms);
+    if (v.table != nullptr) {
+      coherence::TableHeader header = v.table->ReadHeader();
+      out->set_has_table(true);
+      out->set_table_capacity(header.capacity);
+      out->set_table_slots_used(header.slots_used);
+      out->set_table_epoch(header.epoch);
+      out->set_table_committed_seq(header.committed_seq);
+      // The link's view is authoritative; the header flag mirrors it.
+      out->set_fenced(sources.link != nullptr ? sources.link->fenced(v.name) : header.fenced);
+    }
+    if (v.state != nullptr) {
+      const coherence::VolumeCoherenceMetrics& m = v.state->metrics();
+      out->set_leases_granted(Load(m.leases_granted));
+      out->set_leases_refused(Load(m.leases_refused));
+      out->set_bumps(Load(m.bumps));
+      out->set_invalidations(Load(m.invalidations));
+    }
+  }
+  for (const AdminGuest& g : sources.guests) {
+    v1::AgentGuestStatus* out = status.add_guests();
+    out->set_name(g.name);
+    out->set_socket_path(g.socket_path);
+    out->set_volume(g.volume);
+    if (g.metrics) {
+      vhost_user::MetricsSnapshot m = g.metrics();
+      out->set_connections(m.connections);
+      out->set_requests(m.requests);
+      out->set_bad_chains(m.bad_chains);
+      out->set_bytes_in(m.bytes_in);
+      out->set_bytes_out(m.bytes_out);
+    }
+  }
+  return status;
+}
+
+absl::StatusOr<v1::GetSlotResponse> ReadSlot(const AdminSources& sources,
+                                             const v1::GetSlotRequest& request) {
+  absl::StatusOr<coherence::VersionTable*> table = TableOf(sources, request.volume());
+  if (!table.ok()) return table.status();
+  // Header before the slot: a slot read after the header is at least as new
+  // as the header's committed_seq says.
+  coherence::TableHeader header = (*table)->ReadHeader();
+  absl::StatusOr<uint64_t> version = (*table)->Load(request.slot());
+  if (!version.ok()) return version.status();
+  v1::GetSlotResponse response;
+  response.set_version(*version);
+  response.set_slots_used(header.slots_used);
+  response.set_epoch(header.epoch);
+  response.set_committed_seq(header.committed_seq);
+  response.set_fenced(header.fenced);
+  return response;
+}
+
+absl::StatusOr<v1::ReadTableResponse> ReadTablePage(const AdminSources& sources,
+                                                    const v1::ReadTableRequest& request) {
+  absl::StatusOr<coherence::VersionTable*> table = TableOf(sources, request.volume());
+  if (!table.ok()) return table.status();
+  coherence::TableHeader header = (*table)->ReadHeader();
+  if (request.start_slot() >= header.capacity) {
+    return absl::OutOfRangeError(absl::StrCat("start_slot ", request.start_slot(),
+                                              " >= capacity ", header.capacity));
+  }
+  uint32_t max = request.max_slots() == 0 ? kMaxPage : std::min(request.max_slots(), kMaxPage);
+  uint32_t end = request.start_slot() + std::min(max, header.capacity - request.start_slot());
+  v1::ReadTableResponse response;
+  response.set_slots_used(header.slots_used);
+  response.set_epoch(header.epoch);
+  response.set_committed_seq(header.committed_seq);
+  response.set_fenced(header.fenced);
+  response.set_capacity(header.capacity);
+  response.set_start_slot(request.start_slot());
+  for (uint32_t slot = request.start_slot(); slot < end; ++slot) {
+    absl::StatusOr<uint64_t> version = (*table)->Load(slot);
+    if (!version.ok()) return version.status();
+    response.add_versions(*version);
+  }
+  return response;
+}
+
+grpc::ServerUnaryReactor* AgentAdminService::GetStatus(grpc::CallbackServerContext* ctx,
+                                                       const v1::GetStatusRequest*,
+                                                       v1::AgentStatus* response) {
+  *response = BuildStatus(sources_);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentAdminService::GetSlot(grpc::CallbackServerContext* ctx,
+                                                     const v1::GetSlotRequest* request,
+                                                     v1::GetSlotResponse* response) {
+  absl::StatusOr<v1::GetSlotResponse> slot = ReadSlot(sources_, *request);
+  if (slot.ok()) *response = std::move(*slot);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(slot.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentAdminService::ReadTable(grpc::CallbackServerContext* ctx,
+                                                       const v1::ReadTableRequest* request,
+                                                       v1::ReadTableResponse* response) {
+  absl::StatusOr<v1::ReadTableResponse> page = ReadTablePage(sources_, *request);
+  if (page.ok()) *response = std::move(*page);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(page.status()));
+  return reactor;
+}
+
+absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& listen,
+                                                                AdminSources sources) {
+  std::unique_ptr<AdminServer> server(new AdminServer());
+  server->service_ = std::make_unique<AgentAdminService>(std::move(sources));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default: a second agent on the same address
+  // would then share it silently instead of failing.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(server->service_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("admin endpoint ", listen, ": cannot listen"));
+  }
+  server->address_ = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
+  return server;
+}
+
+AdminServer::~AdminServer() { Stop(); }
+
+void AdminServer::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (server_ != nullptr) {
+    server_->Shutdown();
+    server_->Wait();
+  }
+}
+
+}  // namespace coherefs::agent::admin
