@@ -45,6 +45,19 @@ absl::StatusOr<v1::GetSlotResponse> AgentAdminClient::GetSlot(const std::string&
   return response;
 }
 
+absl::StatusOr<v1::DrainResponse> AgentAdminClient::Drain(const std::string& volume,
+                                                          bool drain) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::DrainRequest request;
+  request.set_volume(volume);
+  request.set_drain(drain);
+  v1::DrainResponse response;
+  grpc::Status status = stub_->Drain(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
 absl::StatusOr<v1::ReadTableResponse> AgentAdminClient::ReadTable(const std::string& volume,
                                                                   uint32_t start_slot,
                                                                   uint32_t max_slots) {

@@ -27,6 +27,8 @@ class AgentAdminClient {
 
   absl::StatusOr<v1::AgentStatus> GetStatus();
   absl::StatusOr<v1::GetSlotResponse> GetSlot(const std::string& volume, uint32_t slot);
+  // Drains (drain=true) or undrains a volume ("" = every coherent volume).
+  absl::StatusOr<v1::DrainResponse> Drain(const std::string& volume, bool drain);
   absl::StatusOr<v1::ReadTableResponse> ReadTable(const std::string& volume, uint32_t start_slot,
                                                   uint32_t max_slots = 0);
   // Slots [0, end) in pages (end is clamped to the table's capacity);

@@ -27,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/agent_admin_client.h"
@@ -98,6 +99,15 @@ const std::vector<CommandSpec>& Commands() {
        "Force-invalidates PATH (bumps its slot), or with --all every allocated\n"
        "slot of the volume: every agent's guests drop what they cached.\n",
        {"volume", "all"}},
+      {"drain", "coherectl drain --agent=HOST:PORT... [--volume=NAME]",
+       "Stops the agents from granting guests new leases on the volume (default:\n"
+       "every coherent volume), as when fenced; changes are served as usual and\n"
+       "leases already granted run out within the lease max plus margin. For\n"
+       "maintenance of an agent or a host.\n",
+       {"volume"}},
+      {"undrain", "coherectl undrain --agent=HOST:PORT... [--volume=NAME]",
+       "Lets drained agents grant leases again.\n",
+       {"volume"}},
   };
   return *commands;
 }
@@ -132,6 +142,7 @@ class Ctl {
   int Invalidate();
   int TableDump();
   int TableDiff();
+  int Drain(bool drain);
 
   int Fail(const Failure& failure);
   int Fail(const absl::Status& status, const std::string& what);
@@ -249,6 +260,7 @@ int Ctl::Status() {
       for (const v1::AgentVolumeStatus& v : s.volumes()) {
         w.BeginObject().Key("name").String(v.name()).Key("coherence").String(v.coherence());
         w.Key("lease_max_ms").Uint(v.lease_max_ms()).Key("fenced").Bool(v.fenced());
+        w.Key("draining").Bool(v.draining());
         w.Key("has_table").Bool(v.has_table()).Key("table_capacity").Uint(v.table_capacity());
         w.Key("table_slots_used").Uint(v.table_slots_used());
         w.Key("table_epoch").Uint(v.table_epoch());
@@ -726,6 +738,37 @@ int Ctl::TableDiff() {
   return failed ? kExitFailed : kExitOk;
 }
 
+int Ctl::Drain(bool drain) {
+  const std::string volume = args_.flags.count("volume") ? args_.flags.at("volume") : "";
+  JsonWriter w;
+  w.BeginObject().Key("agents").BeginArray();
+  std::string text;
+  for (const std::string& target : args_.agents) {
+    absl::StatusOr<v1::DrainResponse> r =
+        AgentAdminClient::Create(target, args_.timeout)->Drain(volume, drain);
+    if (!r.ok()) {
+      // Agents before this one keep the new state: say which succeeded.
+      if (!text.empty() && !args_.json) Print(text);
+      Failure f = Explain(r.status(), "agent " + target, volume);
+      if (r.status().code() == absl::StatusCode::kFailedPrecondition) {
+        f.message = absl::StrCat("agent ", target, ": ", r.status().message());
+      }
+      return Fail(f);
+    }
+    std::vector<std::string> names(r->volumes().begin(), r->volumes().end());
+    w.BeginObject().Key("agent").String(target).Key("volumes").BeginArray();
+    for (const std::string& n : names) w.String(n);
+    w.EndArray().EndObject();
+    absl::StrAppend(&text, "agent ", target, ": ", drain ? "drained " : "undrained ",
+                    names.empty() ? "no volume (coherence off everywhere)"
+                                  : absl::StrJoin(names, ", "),
+                    "\n");
+  }
+  w.EndArray().Key("draining").Bool(drain).EndObject();
+  Print(args_.json ? w.str() + "\n" : text);
+  return kExitOk;
+}
+
 int Ctl::Run(const CommandSpec& command) {
   const std::string name = command.name;
   if (name == "status") return Status();
@@ -734,6 +777,8 @@ int Ctl::Run(const CommandSpec& command) {
   if (name == "watch") return Watch();
   if (name == "table dump") return TableDump();
   if (name == "table diff") return TableDiff();
+  if (name == "drain") return Drain(true);
+  if (name == "undrain") return Drain(false);
   return Invalidate();
 }
 
@@ -883,7 +928,8 @@ int Main(int argc, char** argv) {
                      : absl::StrCat(name, ": expected ", name == "volume describe" ? "NAME" : "PATH"),
                  command);
   }
-  if (command->flags.count("volume") && !raw.count("volume")) {
+  if (command->flags.count("volume") && !raw.count("volume") && name != "drain" &&
+      name != "undrain") {
     return Usage(absl::StrCat(name, ": --volume is required"), command);
   }
   for (const char* flag : {"count", "seconds"}) {
@@ -895,8 +941,8 @@ int Main(int argc, char** argv) {
   if (name == "table dump" && args.agents.size() > 1) {
     return Usage("table dump: at most one --agent", command);
   }
-  if (name == "table diff" && args.agents.empty()) {
-    return Usage("table diff: at least one --agent", command);
+  if ((name == "table diff" || name == "drain" || name == "undrain") && args.agents.empty()) {
+    return Usage(absl::StrCat(name, ": at least one --agent"), command);
   }
   Ctl ctl(std::move(args));
   return ctl.Run(*command);

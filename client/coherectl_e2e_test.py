@@ -97,6 +97,7 @@ def test_usage(ctl):
     check("status takes no --volume", (rc, err.splitlines()[0]) == (
         2, "coherectl: status takes no --volume"), (rc, err))
     for cmd in (["status"], ["volume", "describe"], ["resolve"], ["watch"], ["invalidate"],
+                ["drain"], ["undrain"],
                 ["table", "dump"], ["table", "diff"]):
         rc, out, err = ctl.run(*cmd, "--help")
         check("%s --help" % cmd, rc == 0 and err == "" and
@@ -163,6 +164,45 @@ def test_status(ctl, agent_admin, crd_target):
           any(l.split()[:5] == ["default", "strict", "5000", "no", "%d/1048576" %
                                 av["table_slots_used"]] for l in lines), out)
     return epoch
+
+
+def agent_volume(ctl, agent_admin):
+    rc, doc, err = ctl.json("status", "--agent=" + agent_admin)
+    check("status for drain rc", rc == 0, (rc, err))
+    return doc["agents"][0]["volumes"][0]
+
+
+def test_drain(ctl, agent_admin, mnt):
+    rc, out, err = ctl.run("drain")
+    check("drain needs --agent", (rc, err.splitlines()[0]) == (
+        2, "coherectl: drain: at least one --agent"), (rc, err))
+    rc, doc, err = ctl.json("drain", "--agent=" + agent_admin)
+    check("drain --json", (rc, doc, err) == (0, {
+        "agents": [{"agent": agent_admin, "volumes": ["default"]}], "draining": True}, ""),
+        (rc, doc, err))
+    before = agent_volume(ctl, agent_admin)
+    check("status shows draining", before["draining"] is True, before)
+    # Lookups of fresh names while drained are answered without a lease.
+    for i in range(5):
+        path = os.path.join(mnt, "drained%d" % i)
+        with open(path, "w") as f:
+            f.write("x")
+        os.stat(path)
+    after = agent_volume(ctl, agent_admin)
+    check("no lease granted while drained",
+          after["leases_granted"] == before["leases_granted"] and
+          after["leases_refused"] > before["leases_refused"], (before, after))
+    rc, out, err = ctl.run("undrain", "--agent=" + agent_admin, "--volume=default")
+    check("undrain human", (rc, out, err) == (
+        0, "agent %s: undrained default\n" % agent_admin, ""), (rc, out, err))
+    os.stat(os.path.join(mnt, "drained0"))
+    os.listdir(mnt)
+    again = agent_volume(ctl, agent_admin)
+    check("leases again after undrain", again["draining"] is False and
+          again["leases_granted"] > after["leases_granted"], again)
+    rc, out, err = ctl.run("drain", "--agent=" + agent_admin, "--volume=nope")
+    check("drain unknown volume", (rc, out, err) == (
+        1, "", "coherectl: unknown volume \"nope\"\n"), (rc, out, err))
 
 
 def test_describe(ctl):
@@ -389,6 +429,7 @@ def main():
         resolved = test_resolve(ctl, work, agent_admin)
         test_watch_and_invalidate(ctl, work, agent_admin, resolved)
         test_tables(ctl, agent_admin)
+        test_drain(ctl, agent_admin, mnt)
         test_unreachable(ctl, agent_admin)
     finally:
         if agent is not None and agent.poll() is None:

@@ -71,6 +71,7 @@ v1::AgentStatus BuildStatus(const AdminSources& sources) {
       out->set_leases_refused(Load(m.leases_refused));
       out->set_bumps(Load(m.bumps));
       out->set_invalidations(Load(m.invalidations));
+      out->set_draining(v.state->draining());
     }
   }
   for (const AdminGuest& g : sources.guests) {
@@ -132,6 +133,37 @@ absl::StatusOr<v1::ReadTableResponse> ReadTablePage(const AdminSources& sources,
     response.add_versions(*version);
   }
   return response;
+}
+
+absl::StatusOr<v1::DrainResponse> SetDrain(const AdminSources& sources,
+                                           const v1::DrainRequest& request) {
+  v1::DrainResponse response;
+  bool found = false;
+  for (const AdminVolume& v : sources.volumes) {
+    if (!request.volume().empty() && v.name != request.volume()) continue;
+    found = true;
+    if (v.state == nullptr) {
+      if (request.volume().empty()) continue;
+      return absl::FailedPreconditionError(
+          absl::StrCat("volume ", v.name, " has coherence off: it grants no leases"));
+    }
+    v.state->SetDraining(request.drain());
+    response.add_volumes(v.name);
+  }
+  if (!found && !request.volume().empty()) {
+    return absl::NotFoundError(absl::StrCat("no volume named ", request.volume()));
+  }
+  return response;
+}
+
+grpc::ServerUnaryReactor* AgentAdminService::Drain(grpc::CallbackServerContext* ctx,
+                                                   const v1::DrainRequest* request,
+                                                   v1::DrainResponse* response) {
+  absl::StatusOr<v1::DrainResponse> result = SetDrain(sources_, *request);
+  if (result.ok()) *response = std::move(*result);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* AgentAdminService::GetStatus(grpc::CallbackServerContext* ctx,

@@ -1,15 +1,18 @@
 // The agent's admin gRPC service (proto/coherefs/v1/agent_admin.proto):
-// GetStatus and GetSlot over the state the Agent already keeps (coordinator
-// link, version tables, volume coherence, guest device metrics). The
-// service only reads: it changes nothing on the agent.
+// GetStatus, GetSlot and ReadTable over the state the Agent already keeps
+// (coordinator link, version tables, volume coherence, guest device
+// metrics), and Drain, the one call that changes something: whether a
+// volume grants leases (VolumeCoherence::SetDraining).
 //
 // Ownership: AdminSources borrows the link, tables and coherence states;
 // the Agent keeps them alive until after AdminServer::Stop() has returned.
 // Thread-safety: the service's methods run on gRPC threads and only read
-// atomics and seqlocked table headers, so they need no lock of their own.
+// atomics and seqlocked table headers (Drain sets an atomic), so they need
+// no lock of their own.
 //
 // Errors (as the proto documents): INVALID_ARGUMENT (empty volume name),
 // NOT_FOUND (no table for the volume), OUT_OF_RANGE (slot >= capacity);
+// Drain: NOT_FOUND (unknown volume), FAILED_PRECONDITION (coherence off);
 // AdminServer::Start: UNAVAILABLE when the address cannot be bound.
 #ifndef COHEREFS_AGENT_ADMIN_ADMIN_SERVICE_H_
 #define COHEREFS_AGENT_ADMIN_ADMIN_SERVICE_H_
@@ -60,6 +63,8 @@ absl::StatusOr<v1::GetSlotResponse> ReadSlot(const AdminSources& sources,
                                              const v1::GetSlotRequest& request);
 absl::StatusOr<v1::ReadTableResponse> ReadTablePage(const AdminSources& sources,
                                                     const v1::ReadTableRequest& request);
+absl::StatusOr<v1::DrainResponse> SetDrain(const AdminSources& sources,
+                                           const v1::DrainRequest& request);
 
 class AgentAdminService final : public v1::AgentAdmin::CallbackService {
  public:
@@ -74,6 +79,9 @@ class AgentAdminService final : public v1::AgentAdmin::CallbackService {
   grpc::ServerUnaryReactor* ReadTable(grpc::CallbackServerContext* ctx,
                                       const v1::ReadTableRequest* request,
                                       v1::ReadTableResponse* response) override;
+  grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx,
+                                  const v1::DrainRequest* request,
+                                  v1::DrainResponse* response) override;
 
  private:
   const AdminSources sources_;

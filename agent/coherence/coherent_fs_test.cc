@@ -510,5 +510,23 @@ TEST_F(CoherentFsTest, HostChangesAreResolvedInOneBatchAndBumpedInTheBackground)
             LeaseClock::duration::zero());
 }
 
+TEST_F(CoherentFsTest, DrainingGrantsNoLeasesButChangesGoOn) {
+  WriteHostFile(tree_.In("f"), "x");
+  volume_->SetDraining(true);
+  EXPECT_TRUE(volume_->draining());
+  Entry e = Look(a_, "f");
+  EXPECT_EQ(e.attr_timeout_s, 0);
+  EXPECT_EQ(e.entry_timeout_s, 0);
+  fuse::SetAttrIn in;
+  in.valid = FATTR_MODE;
+  in.mode = 0600;
+  ASSERT_OK(a_.coherent->SetAttr(RootCtx(), e.inode, in).status());
+  EXPECT_EQ(HostLstat(tree_.In("f")).st_mode & 07777, 0600u);
+  volume_->SetDraining(false);
+  Entry g = Look(b_, "f");
+  // Leases are back (short: the file just changed, but the parent's is long).
+  EXPECT_DOUBLE_EQ(g.entry_timeout_s, 0.4);
+}
+
 }  // namespace
 }  // namespace coherefs::agent::coherence

@@ -59,6 +59,12 @@ void VolumeCoherence::Stop() {
   if (bump_thread_.joinable()) bump_thread_.join();
 }
 
+void VolumeCoherence::SetDraining(bool draining) {
+  if (draining_.exchange(draining, std::memory_order_acq_rel) == draining) return;
+  LOG_INFO(draining ? "volume draining: no new leases" : "volume undrained")
+      .Kv("volume", options_.volume);
+}
+
 GuestId VolumeCoherence::NewGuest() { return next_guest_.fetch_add(1); }
 
 uint64_t VolumeCoherence::Version(uint32_t slot) const {
@@ -154,7 +160,7 @@ std::chrono::milliseconds VolumeCoherence::Grant(GuestId guest, uint32_t slot,
                                                  std::chrono::milliseconds cap) {
   using std::chrono::milliseconds;
   if (cap <= milliseconds::zero()) return milliseconds::zero();
-  if (backend_->fenced()) {
+  if (backend_->fenced() || draining()) {
     metrics_.leases_refused.fetch_add(1, std::memory_order_relaxed);
     return milliseconds::zero();
   }

@@ -116,6 +116,10 @@ class VolumeCoherence {
   GuestId NewGuest();
 
   bool fenced() const { return backend_->fenced(); }
+  // An operator's drain (coherectl drain): no new leases, as if fenced, but
+  // changes go on normally. Leases already granted run out by themselves.
+  void SetDraining(bool draining);
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
   // The slot's current version (0 past the table's capacity).
   uint64_t Version(uint32_t slot) const;
 
@@ -166,6 +170,7 @@ class VolumeCoherence {
   LeaseTable leases_;
   VolumeCoherenceMetrics metrics_;
   std::atomic<GuestId> next_guest_{1};
+  std::atomic<bool> draining_{false};
 
   mutable absl::Mutex slots_mu_;
   absl::flat_hash_map<std::string, uint32_t> slot_of_ ABSL_GUARDED_BY(slots_mu_);
