@@ -27,4 +27,10 @@ pkgs=(
   prometheus python3-yaml
 )
 apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+
+# Kubernetes manifest test (deploy/k8s): kustomize and the Kubernetes API
+# schema validators from npm, pinned by the committed package-lock.json.
+command -v npm >/dev/null || apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+(cd "$repo_root/deploy/k8s" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 echo "install-deps: done"
