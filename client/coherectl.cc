@@ -143,6 +143,10 @@ class Ctl {
   int TableDump();
   int TableDiff();
   int Drain(bool drain);
+  // PATH's slot at the coordinator (allocating it); nullopt after reporting
+  // the failure, with the exit code in *rc.
+  std::optional<v1::ResolveResponse> ResolvePath(const std::string& path,
+                                                const std::string& volume, int* rc);
 
   int Fail(const Failure& failure);
   int Fail(const absl::Status& status, const std::string& what);
@@ -376,16 +380,28 @@ absl::StatusOr<std::string> KeyOfPath(const std::string& path, Failure* failure)
   return key.status();
 }
 
+std::optional<v1::ResolveResponse> Ctl::ResolvePath(const std::string& path,
+                                                    const std::string& volume, int* rc) {
+  Failure failure;
+  absl::StatusOr<std::string> key = KeyOfPath(path, &failure);
+  if (!key.ok()) {
+    *rc = Fail(failure);
+    return std::nullopt;
+  }
+  absl::StatusOr<v1::ResolveResponse> resolved = coordinator().Resolve(volume, {*key});
+  if (!resolved.ok()) {
+    *rc = Fail(Explain(resolved.status(), CoordinatorName(args_.coordinator), volume));
+    return std::nullopt;
+  }
+  return *std::move(resolved);
+}
+
 int Ctl::Resolve() {
   const std::string& path = args_.positional[0];
   const std::string& volume = args_.flags.at("volume");
-  Failure failure;
-  absl::StatusOr<std::string> key = KeyOfPath(path, &failure);
-  if (!key.ok()) return Fail(failure);
-  absl::StatusOr<v1::ResolveResponse> resolved = coordinator().Resolve(volume, {*key});
-  if (!resolved.ok()) {
-    return Fail(Explain(resolved.status(), CoordinatorName(args_.coordinator), volume));
-  }
+  int rc = kExitOk;
+  std::optional<v1::ResolveResponse> resolved = ResolvePath(path, volume, &rc);
+  if (!resolved.has_value()) return rc;
   const v1::SlotVersion sv = resolved->slots(0);
   struct AgentSlot {
     std::string target;
@@ -550,13 +566,9 @@ int Ctl::Invalidate() {
     for (uint32_t s = 0; s < v->slots_used(); ++s) slots.push_back(s);
   } else {
     path = args_.positional[0];
-    Failure failure;
-    absl::StatusOr<std::string> key = KeyOfPath(path, &failure);
-    if (!key.ok()) return Fail(failure);
-    absl::StatusOr<v1::ResolveResponse> resolved = coordinator().Resolve(volume, {*key});
-    if (!resolved.ok()) {
-      return Fail(Explain(resolved.status(), CoordinatorName(args_.coordinator), volume));
-    }
+    int rc = kExitOk;
+    std::optional<v1::ResolveResponse> resolved = ResolvePath(path, volume, &rc);
+    if (!resolved.has_value()) return rc;
     slots.push_back(resolved->slots(0).slot());
   }
   uint64_t first_seq = 0;

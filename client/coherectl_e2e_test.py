@@ -432,13 +432,7 @@ def main():
         test_drain(ctl, agent_admin, mnt)
         test_unreachable(ctl, agent_admin)
     finally:
-        if agent is not None and agent.poll() is None:
-            agent.terminate()
-            try:
-                agent.wait(10)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait(5)
+        coordinator.stop_process(agent)
         if os.path.ismount(mnt):
             subprocess.call(["umount", "-l", mnt])
         crd.stop()

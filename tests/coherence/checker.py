@@ -539,13 +539,7 @@ class HostDriver:
 
     def __exit__(self, *exc):
         for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+            coordinator.stop_process(p)
         for m in self.mounts:
             if os.path.ismount(m):
                 subprocess.call(["umount", "-l", m])

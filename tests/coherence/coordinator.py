@@ -27,6 +27,21 @@ def _kill_leftovers():
             p.wait(5)
 
 
+def stop_process(p, hard=False, grace_s=10):
+    """Ends a child we started: SIGTERM (or SIGKILL) by PID, SIGKILL after
+    grace_s, reaped. Returns its exit code (None if it was never started)."""
+    if p is None:
+        return None
+    if p.poll() is None:
+        p.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+        try:
+            p.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+    return p.returncode
+
+
 class Coordinator:
     def __init__(self, binary, workdir, volumes="default", extra_args=()):
         self.binary = binary
@@ -89,16 +104,10 @@ class Coordinator:
         p = self.proc
         if p is None:
             return None
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
-            try:
-                p.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        code = stop_process(p, hard, grace_s)
         _live.discard(p)
         self.proc = None
-        return p.returncode
+        return code
 
     def restart(self, hard=False, down_s=0.0):
         """Stops, stays down for down_s, starts on the same port/data dir."""
