@@ -19,6 +19,7 @@
 
 #include "client/coordinator_client.h"
 #include "grpcpp/grpcpp.h"
+#include "client/cli_test_util.h"
 #include "gtest/gtest.h"
 #include "server/coherence_core.h"
 #include "server/coordinator_service.h"
@@ -27,34 +28,10 @@
 namespace coherefs::client {
 namespace {
 
-std::string Runfile(const std::string& name) {
-  return std::string(std::getenv("TEST_SRCDIR")) + "/coherefs/client/" + name;
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-Result RunTool(const std::string& binary, const std::string& args) {
-  const std::string tmp = std::getenv("TEST_TMPDIR");
-  const std::string out = tmp + "/out", err = tmp + "/err";
-  const std::string cmd = Runfile(binary) + " " + args + " >" + out + " 2>" + err;
-  const int status = std::system(cmd.c_str());
-  Result r;
-  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-  r.out = Slurp(out);
-  r.err = Slurp(err);
-  return r;
-}
+using testing::CliResult;
+using testing::RunTool;
+using testing::Runfile;
+using Result = CliResult;
 
 // The key written out independently of common/file_key.cc.
 std::string KeyOf(const std::string& path) {

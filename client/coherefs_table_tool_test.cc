@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "agent/coherence/version_table.h"
+#include "client/cli_test_util.h"
 #include "gtest/gtest.h"
 
 namespace coherefs::client {
@@ -21,35 +22,10 @@ namespace {
 
 using agent::coherence::VersionTable;
 
-std::string Runfile(const std::string& name) {
-  return std::string(std::getenv("TEST_SRCDIR")) + "/coherefs/client/" + name;
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-Result RunTool(const std::string& binary, const std::string& args) {
-  const std::string tmp = std::getenv("TEST_TMPDIR");
-  const std::string out = tmp + "/out", err = tmp + "/err";
-  const std::string cmd =
-      Runfile(binary) + " " + args + " >" + out + " 2>" + err;
-  const int status = std::system(cmd.c_str());
-  Result r;
-  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-  r.out = Slurp(out);
-  r.err = Slurp(err);
-  return r;
-}
+using testing::CliResult;
+using testing::RunTool;
+using testing::Runfile;
+using Result = CliResult;
 
 class ToolTest : public ::testing::TestWithParam<std::string> {
  protected:
