@@ -25,16 +25,6 @@
 namespace coherefs::client {
 namespace {
 
-std::string HexOf(const std::string& bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 0xf]);
-  }
-  return out;
-}
-
 int Fail(const SlotRequest& request, const absl::Status& status) {
   if (request.json) {
     std::printf("{\"error\":\"%s\"}\n",
@@ -70,7 +60,7 @@ int SlotMain(const SlotRequest& request) {
     }
     std::printf("{\"path\":\"%s\",\"key\":\"%s\",\"slot\":%" PRIu32
                 ",\"version\":%" PRIu64 "}\n",
-                p.c_str(), HexOf(*key).c_str(), sv.slot(), sv.version());
+                p.c_str(), FileKeyHex(*key).c_str(), sv.slot(), sv.version());
   } else {
     std::printf("%" PRIu32 "\n", sv.slot());
   }

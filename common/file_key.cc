@@ -18,6 +18,17 @@ std::string FileKeyOfHandle(const struct file_handle& fh) {
   return key;
 }
 
+std::string FileKeyHex(const std::string& key) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * key.size());
+  for (unsigned char c : key) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 0xf]);
+  }
+  return out;
+}
+
 absl::StatusOr<std::string> FileKeyAt(int dirfd, const char* name, int flags) {
   union {
     struct file_handle fh;

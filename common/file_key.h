@@ -33,6 +33,9 @@ std::string FileKeyOfHandle(const struct file_handle& fh);
 // (ENOENT, EOPNOTSUPP for a file system without handles, ...).
 absl::StatusOr<std::string> FileKeyAt(int dirfd, const char* name, int flags);
 
+// Lower-case hex of a key's bytes, for logs, tools and test messages.
+std::string FileKeyHex(const std::string& key);
+
 }  // namespace coherefs
 
 #endif  // COHEREFS_COMMON_FILE_KEY_H_

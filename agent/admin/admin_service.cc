@@ -135,6 +135,20 @@ absl::StatusOr<v1::ReadTableResponse> ReadTablePage(const AdminSources& sources,
   return response;
 }
 
+namespace {
+
+// Every call: compute the answer (or the error), then finish the RPC.
+template <typename Response>
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx,
+                                 absl::StatusOr<Response> result, Response* response) {
+  if (result.ok()) *response = std::move(*result);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+}  // namespace
+
 absl::StatusOr<v1::DrainResponse> SetDrain(const AdminSources& sources,
                                            const v1::DrainRequest& request) {
   v1::DrainResponse response;
@@ -159,40 +173,25 @@ absl::StatusOr<v1::DrainResponse> SetDrain(const AdminSources& sources,
 grpc::ServerUnaryReactor* AgentAdminService::Drain(grpc::CallbackServerContext* ctx,
                                                    const v1::DrainRequest* request,
                                                    v1::DrainResponse* response) {
-  absl::StatusOr<v1::DrainResponse> result = SetDrain(sources_, *request);
-  if (result.ok()) *response = std::move(*result);
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(result.status()));
-  return reactor;
+  return Answer(ctx, SetDrain(sources_, *request), response);
 }
 
 grpc::ServerUnaryReactor* AgentAdminService::GetStatus(grpc::CallbackServerContext* ctx,
                                                        const v1::GetStatusRequest*,
                                                        v1::AgentStatus* response) {
-  *response = BuildStatus(sources_);
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Answer(ctx, absl::StatusOr<v1::AgentStatus>(BuildStatus(sources_)), response);
 }
 
 grpc::ServerUnaryReactor* AgentAdminService::GetSlot(grpc::CallbackServerContext* ctx,
                                                      const v1::GetSlotRequest* request,
                                                      v1::GetSlotResponse* response) {
-  absl::StatusOr<v1::GetSlotResponse> slot = ReadSlot(sources_, *request);
-  if (slot.ok()) *response = std::move(*slot);
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(slot.status()));
-  return reactor;
+  return Answer(ctx, ReadSlot(sources_, *request), response);
 }
 
 grpc::ServerUnaryReactor* AgentAdminService::ReadTable(grpc::CallbackServerContext* ctx,
                                                        const v1::ReadTableRequest* request,
                                                        v1::ReadTableResponse* response) {
-  absl::StatusOr<v1::ReadTableResponse> page = ReadTablePage(sources_, *request);
-  if (page.ok()) *response = std::move(*page);
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(page.status()));
-  return reactor;
+  return Answer(ctx, ReadTablePage(sources_, *request), response);
 }
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& listen,

@@ -27,6 +27,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/file_key.h"
 #include "gtest/gtest.h"
 
 namespace coherefs::agent::coherence {
@@ -36,20 +37,10 @@ constexpr absl::Duration kWait = absl::Seconds(5);
 // After the expected keys arrived, how long to wait for unexpected ones.
 constexpr absl::Duration kQuiet = absl::Milliseconds(150);
 
-std::string Hex(const std::string& bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 0xf]);
-  }
-  return out;
-}
-
 // Readable key sets for failure messages.
 std::set<std::string> HexSet(const absl::flat_hash_set<std::string>& keys) {
   std::set<std::string> out;
-  for (const std::string& k : keys) out.insert(Hex(k));
+  for (const std::string& k : keys) out.insert(FileKeyHex(k));
   return out;
 }
 
