@@ -135,10 +135,11 @@ def _tail(path, n=30):
 
 # --- kernel, initramfs, accelerator ----------------------------------------
 
-def ensure_kernel(kernel_dir=DEFAULT_KERNEL_DIR):
-    """Runs scripts/fetch-guest-kernel.sh (cached, prints what it did)."""
+def ensure_kernel(kernel_dir=DEFAULT_KERNEL_DIR, out=None):
+    """Runs scripts/fetch-guest-kernel.sh (cached, prints what it did on
+    out, default stdout)."""
     subprocess.run([os.path.join(REPO, "scripts", "fetch-guest-kernel.sh"),
-                    kernel_dir], check=True)
+                    kernel_dir], check=True, stdout=out)
     return kernel_dir
 
 
