@@ -16,8 +16,10 @@
 #include "agent/metrics/link_collector.h"
 #include "client/coordinator_client.h"
 #include "agent/passthrough/passthrough_fs.h"
+#include "agent/sandbox/info_collector.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/tls.h"
 #include "prometheus/exposer.h"
 
 namespace coherefs::agent {
@@ -153,8 +155,13 @@ absl::Status Agent::StartAdmin() {
     virtio_fs::Server* server = g.server.get();
     sources.guests.push_back({g.name, server->socket_path(), g.volume,
                               [server] { return server->Metrics(); }});
+    sources.guests.back().cache =
+        std::string(config::CacheModeName(FindVolume(config_, g.volume)->cache()));
+    sources.guests.back().server = server;
   }
-  ASSIGN_OR_RETURN(admin_, admin::AdminServer::Start(config_.admin_listen(), std::move(sources)));
+  ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(config::TransportOf(config_)));
+  ASSIGN_OR_RETURN(admin_, admin::AdminServer::Start(config_.admin_listen(), std::move(sources),
+                                                     std::move(credentials)));
   LOG_INFO("admin endpoint").Kv("address", admin_->address());
   return absl::OkStatus();
 }
@@ -165,12 +172,14 @@ absl::Status Agent::StartCoordinatorLink() {
   options.target = config_.coordinator();
   options.agent_id = config_.agent_id();
   if (config_.lease_ttl_ms() > 0) options.lease_ttl = absl::Milliseconds(config_.lease_ttl_ms());
+  ASSIGN_OR_RETURN(options.credentials, MakeChannelCredentials(config::TransportOf(config_)));
   // Best effort: create the volumes the agent serves. When the coordinator
   // is not up yet, the link keeps retrying and an operator (or the
   // coordinator's --volumes) creates them.
   // A short deadline: guests must not wait on an unreachable coordinator.
   client::CoordinatorClientOptions admin_options;
   admin_options.deadline = absl::Seconds(2);
+  admin_options.credentials = options.credentials;
   auto admin = client::CoordinatorClient::Create(config_.coordinator(), admin_options);
   for (const config::Volume& v : config_.volumes()) {
     uint32_t capacity = v.table_capacity() > 0 ? v.table_capacity() : kDefaultTableCapacity;
@@ -307,6 +316,7 @@ coherence::VersionTable* Agent::version_table(const std::string& volume) const {
 absl::Status Agent::StartMetrics() {
   if (config_.metrics_listen().empty()) return absl::OkStatus();
   collectors_.push_back(std::make_shared<metrics::FuseOpsCollector>(&op_stats_));
+  collectors_.push_back(std::make_shared<sandbox::InfoCollector>());
   std::vector<metrics::GuestSource> sources;
   for (const Guest& g : guests_) {
     virtio_fs::Server* server = g.server.get();

@@ -106,6 +106,7 @@ TEST_F(AgentTest, FollowsTheCoordinatorIntoItsVersionTable) {
   config::AgentConfig config = Config({dir_ + "/a.sock"});
   config.set_coordinator(coordinator.target());
   config.set_agent_id("host-a");
+  config.set_insecure(true);
   config.mutable_volumes(0)->set_table_capacity(1024);
   auto agent = Agent::Start(config);
   ASSERT_TRUE(agent.ok()) << agent.status();

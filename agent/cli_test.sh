@@ -43,6 +43,16 @@ echo '{"volumes": [' >"$work/bad.json"
 expect_exit 2 "bad.json" --config="$work/bad.json"
 expect_exit 2 "unexpected argument" --shared-dir="$work/shared" \
   --socket-path="$work/a.sock" stray
+# gRPC (coordinator link, admin service) needs mutual TLS or --insecure.
+expect_exit 2 "no transport security: pass --tls-ca, --tls-cert and --tls-key" \
+  --shared-dir="$work/shared" --socket-path="$work/a.sock" --coordinator=127.0.0.1:1
+expect_exit 2 "no transport security" --shared-dir="$work/shared" \
+  --socket-path="$work/a.sock" --admin-listen=127.0.0.1:0
+expect_exit 2 "--tls-ca $work/ca.pem: no such file" --shared-dir="$work/shared" \
+  --socket-path="$work/a.sock" --coordinator=127.0.0.1:1 --tls-ca="$work/ca.pem" \
+  --tls-cert="$work/a.pem" --tls-key="$work/a.key"
+expect_exit 2 "exclude each other" --shared-dir="$work/shared" --socket-path="$work/a.sock" \
+  --coordinator=127.0.0.1:1 --insecure --tls-ca="$work/ca.pem"
 
 # A good configuration: serves, then SIGTERM -> exit 0 and the socket is gone.
 "$agent" --shared-dir="$work/shared" --socket-path="$work/a.sock" 2>"$work/log" &

@@ -26,6 +26,10 @@ class FuseSession final : public fuse::RequestHandler {
     return server_.HandleRequest(in, out);
   }
   void Shutdown() override { server_.Shutdown(); }
+  fuse::NegotiatedInit Negotiated() const override {
+    fuse::InitInfo info = server_.session();
+    return {info.major, info.minor, info.max_write};
+  }
 
  private:
   // Declared before server_: the server borrows them and is destroyed

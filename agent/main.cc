@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -18,8 +19,12 @@
 #include "absl/strings/str_cat.h"
 #include "agent/agent.h"
 #include "agent/config/config.h"
+#include "agent/sandbox/config_options.h"
+#include "agent/sandbox/sandbox.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/tls.h"
+#include "common/tls_flags.h"
 
 ABSL_FLAG(std::string, config, "", "JSON configuration file (see agent/config/agent_config.proto).");
 ABSL_FLAG(std::vector<std::string>, socket_path, {},
@@ -48,6 +53,11 @@ ABSL_FLAG(bool, host_watch, true,
           "Announce changes made directly on the shared directory (fanotify).");
 ABSL_FLAG(std::string, admin_listen, "",
           "host:port for the admin gRPC service (coherectl); empty disables it.");
+ABSL_FLAG(std::string, sandbox, "",
+          "namespace | none: confine the agent once it serves (default namespace; README "
+          "\"Sandbox\").");
+ABSL_FLAG(std::string, seccomp_action, "",
+          "kill | log | errno: what seccomp does with a call off the allowlist (default kill).");
 ABSL_FLAG(std::string, table_export_dir, "",
           "Write <volume>.table.json (QEMU arguments to map each version table) here.");
 
@@ -102,6 +112,9 @@ int main(int argc, char** argv) {
   flags.no_host_watch = !absl::GetFlag(FLAGS_host_watch);
   flags.table_export_dir = absl::GetFlag(FLAGS_table_export_dir);
   flags.admin_listen = absl::GetFlag(FLAGS_admin_listen);
+  flags.transport = coherefs::TransportSecurityFromFlags();
+  flags.sandbox = absl::GetFlag(FLAGS_sandbox);
+  flags.seccomp_action = absl::GetFlag(FLAGS_seccomp_action);
   auto merged = config::ApplyFlags(std::move(base), flags);
   if (!merged.ok()) return Fail(2, std::string(merged.status().message()));
   if (absl::Status s = config::Validate(*merged); !s.ok()) {
@@ -110,6 +123,21 @@ int main(int argc, char** argv) {
   coherefs::LogLevel level = coherefs::LogLevel::kInfo;
   if (!merged->log_level().empty()) coherefs::ParseLogLevel(merged->log_level(), &level);
   coherefs::SetLogLevel(level);
+  // Bad or missing certificate files are a configuration error (2), found
+  // before anything starts.
+  if (!merged->coordinator().empty() || !merged->admin_listen().empty()) {
+    const coherefs::TransportSecurity transport = config::TransportOf(*merged);
+    if (transport.insecure) {
+      LOG_WARN(coherefs::InsecureWarning("the coordinator link and the admin service"));
+    } else if (auto material = coherefs::LoadTlsMaterial(transport); !material.ok()) {
+      return Fail(2, std::string(material.status().message()));
+    } else if (!merged->coordinator().empty() &&
+               !coherefs::HasIdentity(material->identities, merged->agent_id())) {
+      // The coordinator would refuse every registration: say so now.
+      return Fail(2, "agent id \"" + merged->agent_id() + "\" is neither the CN nor a DNS name of " +
+                         "--tls-cert " + transport.cert_file);
+    }
+  }
 
   // Block the stop signals before any thread starts, so every thread
   // inherits the mask and only sigwait below sees them. SIGPIPE: a guest
@@ -123,6 +151,16 @@ int main(int argc, char** argv) {
 
   auto agent = coherefs::agent::Agent::Start(*merged);
   if (!agent.ok()) return Fail(1, agent.status().ToString());
+  // Everything privileged is done: confine the rest of the run.
+  auto sandbox = coherefs::agent::sandbox::Sandbox::Enter(
+      coherefs::agent::sandbox::OptionsFor(*merged));
+  if (!sandbox.ok()) {
+    // Half-confined: do not serve, and do not run Stop (it may need what
+    // is gone); exiting closes the sockets and ends the host mounts.
+    LOG_ERROR("cannot enter the sandbox (--sandbox=none to run without)")
+        .Kv("error", sandbox.status());
+    std::_Exit(1);
+  }
   LOG_INFO("coherefs-agent ready")
       .Kv("guests", merged->guests_size())
       .Kv("volumes", merged->volumes_size())
@@ -132,6 +170,9 @@ int main(int argc, char** argv) {
   int signo = 0;
   sigwait(&stop_signals, &signo);
   LOG_INFO("stopping").Kv("signal", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+  if (absl::Status s = (*sandbox)->ReleaseHostMounts(); !s.ok()) {
+    LOG_WARN("host mounts not released").Kv("error", s);
+  }
   (*agent)->Stop();
   LOG_INFO("stopped");
   return 0;

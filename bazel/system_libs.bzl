@@ -32,6 +32,7 @@ _LIBS = {
     "gtest_main": (["gtest_main"], []),
     "fuse3": (["fuse3"], []),
     "seccomp": (["libseccomp"], []),
+    "libcrypto": (["libcrypto"], []),
 }
 
 def _pkg_config(ctx, args):

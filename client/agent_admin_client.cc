@@ -7,10 +7,13 @@
 
 namespace coherefs::client {
 
-std::unique_ptr<AgentAdminClient> AgentAdminClient::Create(const std::string& target,
-                                                           absl::Duration deadline) {
+std::unique_ptr<AgentAdminClient> AgentAdminClient::Create(
+    const std::string& target, absl::Duration deadline,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   return std::make_unique<AgentAdminClient>(
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()), deadline);
+      grpc::CreateChannel(target, credentials != nullptr ? credentials
+                                                         : grpc::InsecureChannelCredentials()),
+      deadline);
 }
 
 AgentAdminClient::AgentAdminClient(std::shared_ptr<grpc::Channel> channel,
@@ -94,6 +97,28 @@ absl::StatusOr<std::vector<uint64_t>> AgentAdminClient::ReadTableRange(
     if (start >= page->capacity()) break;
   }
   return versions;
+}
+
+absl::StatusOr<v1::EvictGuestResponse> AgentAdminClient::EvictGuest(const std::string& name) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::EvictGuestRequest request;
+  request.set_name(name);
+  v1::EvictGuestResponse response;
+  grpc::Status status = stub_->EvictGuest(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<v1::AdmitGuestResponse> AgentAdminClient::AdmitGuest(const std::string& name) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::AdmitGuestRequest request;
+  request.set_name(name);
+  v1::AdmitGuestResponse response;
+  grpc::Status status = stub_->AdmitGuest(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
 }
 
 }  // namespace coherefs::client

@@ -20,15 +20,22 @@ namespace coherefs::client {
 
 class AgentAdminClient {
  public:
-  // An insecure channel to `target` (host:port); `deadline` per call.
-  static std::unique_ptr<AgentAdminClient> Create(const std::string& target,
-                                                  absl::Duration deadline = absl::Seconds(10));
+  // A channel to `target` (host:port); `deadline` per call. `credentials`
+  // from common/tls.h MakeChannelCredentials (mutual TLS, or plaintext under
+  // --insecure); nullptr: plaintext (tests).
+  static std::unique_ptr<AgentAdminClient> Create(
+      const std::string& target, absl::Duration deadline = absl::Seconds(10),
+      std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   AgentAdminClient(std::shared_ptr<grpc::Channel> channel, absl::Duration deadline);
 
   absl::StatusOr<v1::AgentStatus> GetStatus();
   absl::StatusOr<v1::GetSlotResponse> GetSlot(const std::string& volume, uint32_t slot);
   // Drains (drain=true) or undrains a volume ("" = every coherent volume).
   absl::StatusOr<v1::DrainResponse> Drain(const std::string& volume, bool drain);
+  // Closes guest `name`'s vhost-user session and refuses its socket until
+  // AdmitGuest (see agent_admin.proto).
+  absl::StatusOr<v1::EvictGuestResponse> EvictGuest(const std::string& name);
+  absl::StatusOr<v1::AdmitGuestResponse> AdmitGuest(const std::string& name);
   absl::StatusOr<v1::ReadTableResponse> ReadTable(const std::string& volume, uint32_t start_slot,
                                                   uint32_t max_slots = 0);
   // Slots [0, end) in pages (end is clamped to the table's capacity);

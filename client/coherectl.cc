@@ -33,9 +33,11 @@
 #include "client/agent_admin_client.h"
 #include "client/coherectl_output.h"
 #include "client/coordinator_client.h"
+#include "client/status_view.h"
 #include "client/table_diff.h"
 #include "common/errno_status.h"
 #include "common/file_key.h"
+#include "common/tls.h"
 
 namespace coherefs::client {
 namespace {
@@ -54,6 +56,9 @@ constexpr char kGlobalHelp[] =
     "  --agent=HOST:PORT        an agent's admin address (--admin-listen); repeatable\n"
     "  --json                   machine-readable output\n"
     "  --timeout=SECONDS        deadline of each call (default 5)\n"
+    "  --tls-ca=FILE --tls-cert=FILE --tls-key=FILE\n"
+    "                           mutual TLS: CA, operator certificate and key (PEM)\n"
+    "  --insecure               plaintext instead (one of the two is required)\n"
     "  --help                   help for the command\n"
     "Exit codes: 0 ok, 1 operation failed, 2 usage.\n";
 
@@ -67,9 +72,29 @@ struct CommandSpec {
 const std::vector<CommandSpec>& Commands() {
   static const auto* commands = new std::vector<CommandSpec>{
       {"status", "coherectl status [--agent=HOST:PORT]...",
-       "Cluster status: the coordinator's epoch and volumes, and for every --agent\n"
-       "its link (id, epoch, fenced), volumes (coherence mode, lease max, table\n"
-       "occupancy) and guests (socket, connections, requests).\n",
+       "Cluster status: the coordinator's epoch and volumes, the agents registered\n"
+       "with it (lease live or expired, lease left, time since the last keep-alive,\n"
+       "the guest lease they reported, and per volume whether their invalidation\n"
+       "stream is open and the delivered and acked sequence numbers), and for every\n"
+       "--agent what `agent status` shows.\n",
+       {}},
+      {"agent status", "coherectl agent status --agent=HOST:PORT...",
+       "Each agent's own view (its admin service): link (id, epoch, fenced),\n"
+       "volumes (coherence mode, lease max, table occupancy, leases, bumps) and\n"
+       "guests: state (connected, idle, or evicted), cache mode, the FUSE version\n"
+       "and max write INIT negotiated, connections, requests, and each virtqueue's\n"
+       "size and in-flight requests (INDEX:SIZE/IN FLIGHT).\n",
+       {}},
+      {"guest evict", "coherectl guest evict --agent=HOST:PORT NAME",
+       "Closes guest NAME's vhost-user connection now and refuses its socket's new\n"
+       "connections (a reconnecting QEMU is closed at once) until `guest admit`.\n"
+       "The guest's file system stops getting replies. The leases it was granted\n"
+       "stay recorded until they expire, so strict writers on every agent still\n"
+       "wait them out: the evicted guest may serve its cache until then, no longer.\n",
+       {}},
+      {"guest admit", "coherectl guest admit --agent=HOST:PORT NAME",
+       "Lets an evicted guest connect again: a QEMU with `-chardev ...,reconnect=N`\n"
+       "resumes its device on its next attempt; without it, restart the VM.\n",
        {}},
       {"volume describe", "coherectl volume describe NAME",
        "One volume at the coordinator: capacity, slots used, committed and first\n"
@@ -118,6 +143,9 @@ struct Args {
   bool json = false;
   bool help = false;
   absl::Duration timeout = absl::Seconds(5);
+  TransportSecurity transport;  // --tls-* / --insecure
+  // For every channel: mutual TLS or plaintext (MakeChannelCredentials).
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
   std::map<std::string, std::string> flags;  // command-specific
   std::vector<std::string> positional;
 };
@@ -143,6 +171,8 @@ class Ctl {
   int TableDump();
   int TableDiff();
   int Drain(bool drain);
+  int AgentStatus();
+  int Guest(bool evict);
   // PATH's slot at the coordinator (allocating it); nullopt after reporting
   // the failure, with the exit code in *rc.
   std::optional<v1::ResolveResponse> ResolvePath(const std::string& path,
@@ -153,6 +183,16 @@ class Ctl {
   Failure Explain(const absl::Status& status, const std::string& daemon,
                   const std::string& volume) const;
   CoordinatorClient& coordinator();
+  // Each --agent's GetStatus, in order, and their views.
+  struct AgentResult {
+    std::string target;
+    absl::StatusOr<v1::AgentStatus> status;
+  };
+  std::vector<AgentResult> QueryAgents();
+  void WriteAgentResults(const std::vector<AgentResult>& agents, JsonWriter& w) const;
+  std::string RenderAgentResults(const std::vector<AgentResult>& agents) const;
+  // One stderr line per unreachable agent; kExitFailed if there was one.
+  int ReportAgentErrors(const std::vector<AgentResult>& agents) const;
   void Print(const std::string& text) {
     std::fputs(text.c_str(), stdout);
     std::fflush(stdout);
@@ -166,6 +206,7 @@ CoordinatorClient& Ctl::coordinator() {
   if (coordinator_ == nullptr) {
     CoordinatorClientOptions options;
     options.deadline = args_.timeout;
+    options.credentials = args_.credentials;
     coordinator_ = CoordinatorClient::Create(args_.coordinator, options);
   }
   return *coordinator_;
@@ -176,7 +217,10 @@ Failure Ctl::Explain(const absl::Status& status, const std::string& daemon,
   switch (status.code()) {
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
-      return {status.code(), absl::StrCat(daemon, " unreachable")};
+      // A TLS mismatch also surfaces as UNAVAILABLE: say which.
+      return {status.code(),
+              absl::StrCat(daemon, " unreachable",
+                           TransportFailureHint(status, args_.transport.insecure))};
     case absl::StatusCode::kNotFound:
       if (!volume.empty()) {
         return {status.code(), absl::StrCat("unknown volume \"", volume, "\"")};
@@ -216,119 +260,140 @@ int Ctl::Status() {
   if (!volumes.ok()) {
     return Fail(Explain(volumes.status(), CoordinatorName(args_.coordinator), ""));
   }
-  // The coordinator reports its epoch with every snapshot page; one slot of
-  // any volume is enough. No volume: no epoch to show.
-  std::optional<uint64_t> epoch;
-  if (!volumes->empty()) {
-    absl::StatusOr<v1::SnapshotResponse> page = coordinator().Snapshot((*volumes)[0].name(), 0, 1);
-    if (page.ok()) epoch = page->epoch();
+  absl::StatusOr<v1::ListAgentsResponse> registered = coordinator().ListAgents();
+  if (!registered.ok()) {
+    return Fail(Explain(registered.status(), CoordinatorName(args_.coordinator), ""));
   }
-  struct AgentResult {
-    std::string target;
-    absl::StatusOr<v1::AgentStatus> status;
-  };
-  std::vector<AgentResult> agents;
-  bool agent_failed = false;
-  for (const std::string& target : args_.agents) {
-    agents.push_back({target, AgentAdminClient::Create(target, args_.timeout)->GetStatus()});
-    agent_failed |= !agents.back().status.ok();
-  }
+  std::vector<AgentResult> agents = QueryAgents();
 
   if (args_.json) {
     JsonWriter w;
     w.BeginObject().Key("coordinator").BeginObject();
-    w.Key("target").String(args_.coordinator).Key("epoch");
-    if (epoch.has_value()) {
-      w.Uint(*epoch);
-    } else {
-      w.Null();
-    }
+    w.Key("target").String(args_.coordinator).Key("epoch").Uint(registered->epoch());
+    w.Key("agents");
+    WriteCoordinatorAgents(*registered, w);
     w.EndObject().Key("volumes").BeginArray();
     for (const v1::Volume& v : *volumes) {
       w.BeginObject().Key("name").String(v.name()).Key("capacity").Uint(v.capacity());
       w.Key("slots_used").Uint(v.slots_used()).Key("committed_seq").Uint(v.committed_seq());
       w.Key("first_retained_seq").Uint(v.first_retained_seq()).EndObject();
     }
-    w.EndArray().Key("agents").BeginArray();
-    for (const AgentResult& a : agents) {
-      w.BeginObject().Key("target").String(a.target);
-      if (!a.status.ok()) {
-        Failure f = Explain(a.status.status(), "agent " + a.target, "");
-        w.Key("error").BeginObject().Key("code").String(absl::StatusCodeToString(f.code));
-        w.Key("message").String(f.message).EndObject().EndObject();
-        continue;
-      }
-      const v1::AgentStatus& s = *a.status;
-      w.Key("agent_id").String(s.agent_id()).Key("coordinator").String(s.coordinator());
-      w.Key("epoch").Uint(s.epoch()).Key("fenced").Bool(s.fenced()).Key("volumes").BeginArray();
-      for (const v1::AgentVolumeStatus& v : s.volumes()) {
-        w.BeginObject().Key("name").String(v.name()).Key("coherence").String(v.coherence());
-        w.Key("lease_max_ms").Uint(v.lease_max_ms()).Key("fenced").Bool(v.fenced());
-        w.Key("draining").Bool(v.draining());
-        w.Key("has_table").Bool(v.has_table()).Key("table_capacity").Uint(v.table_capacity());
-        w.Key("table_slots_used").Uint(v.table_slots_used());
-        w.Key("table_epoch").Uint(v.table_epoch());
-        w.Key("table_committed_seq").Uint(v.table_committed_seq());
-        w.Key("leases_granted").Uint(v.leases_granted());
-        w.Key("leases_refused").Uint(v.leases_refused()).Key("bumps").Uint(v.bumps());
-        w.Key("invalidations").Uint(v.invalidations()).EndObject();
-      }
-      w.EndArray().Key("guests").BeginArray();
-      for (const v1::AgentGuestStatus& g : s.guests()) {
-        w.BeginObject().Key("name").String(g.name()).Key("socket_path").String(g.socket_path());
-        w.Key("volume").String(g.volume()).Key("connections").Uint(g.connections());
-        w.Key("requests").Uint(g.requests()).Key("bad_chains").Uint(g.bad_chains());
-        w.Key("bytes_in").Uint(g.bytes_in()).Key("bytes_out").Uint(g.bytes_out()).EndObject();
-      }
-      w.EndArray().EndObject();
-    }
-    w.EndArray().EndObject();
+    w.EndArray().Key("agents");
+    WriteAgentResults(agents, w);
+    w.EndObject();
     Print(w.str() + "\n");
   } else {
-    std::string out = absl::StrCat("coordinator ", args_.coordinator, "  epoch ",
-                                   epoch.has_value() ? std::to_string(*epoch) : "-", "\n");
+    std::string out =
+        absl::StrCat("coordinator ", args_.coordinator, "  epoch ", registered->epoch(), "\n");
     TextTable vt({"VOLUME", "CAPACITY", "SLOTS USED", "COMMITTED SEQ", "FIRST RETAINED SEQ"});
     for (const v1::Volume& v : *volumes) {
       vt.AddRow({v.name(), std::to_string(v.capacity()), std::to_string(v.slots_used()),
                  std::to_string(v.committed_seq()), std::to_string(v.first_retained_seq())});
     }
     out += vt.Render();
-    for (const AgentResult& a : agents) {
-      if (!a.status.ok()) {
-        out += absl::StrCat("\nagent ", a.target, "  unreachable\n");
-        continue;
-      }
-      const v1::AgentStatus& s = *a.status;
-      out += absl::StrCat("\nagent ", a.target, "  id ", s.agent_id().empty() ? "-" : s.agent_id(),
-                          "  epoch ", s.epoch(), "  fenced ", YesNo(s.fenced()), "\n");
-      TextTable t({"VOLUME", "COHERENCE", "LEASE MAX MS", "FENCED", "TABLE SLOTS", "TABLE SEQ",
-                   "LEASES GRANTED", "BUMPS", "INVALIDATIONS"});
-      for (const v1::AgentVolumeStatus& v : s.volumes()) {
-        t.AddRow({v.name(), v.coherence(), std::to_string(v.lease_max_ms()), YesNo(v.fenced()),
-                  v.has_table() ? absl::StrCat(v.table_slots_used(), "/", v.table_capacity())
-                                : "-",
-                  v.has_table() ? std::to_string(v.table_committed_seq()) : "-",
-                  std::to_string(v.leases_granted()), std::to_string(v.bumps()),
-                  std::to_string(v.invalidations())});
-      }
-      out += t.Render("  ");
-      TextTable g({"GUEST", "VOLUME", "SOCKET", "CONNECTIONS", "REQUESTS"});
-      for (const v1::AgentGuestStatus& gs : s.guests()) {
-        g.AddRow({gs.name(), gs.volume(), gs.socket_path(), std::to_string(gs.connections()),
-                  std::to_string(gs.requests())});
-      }
-      if (s.guests_size() > 0) out += g.Render("  ");
-    }
+    out += RenderCoordinatorAgents(*registered);
+    out += RenderAgentResults(agents);
     Print(out);
   }
-  if (agent_failed) {
-    for (const AgentResult& a : agents) {
-      if (!a.status.ok()) {
-        std::fprintf(stderr, "coherectl: %s\n",
-                     Explain(a.status.status(), "agent " + a.target, "").message.c_str());
-      }
+  return ReportAgentErrors(agents);
+}
+
+std::vector<Ctl::AgentResult> Ctl::QueryAgents() {
+  std::vector<AgentResult> agents;
+  for (const std::string& target : args_.agents) {
+    agents.push_back(
+        {target, AgentAdminClient::Create(target, args_.timeout, args_.credentials)->GetStatus()});
+  }
+  return agents;
+}
+
+void Ctl::WriteAgentResults(const std::vector<AgentResult>& agents, JsonWriter& w) const {
+  w.BeginArray();
+  for (const AgentResult& a : agents) {
+    w.BeginObject().Key("target").String(a.target);
+    if (!a.status.ok()) {
+      Failure f = Explain(a.status.status(), "agent " + a.target, "");
+      w.Key("error").BeginObject().Key("code").String(absl::StatusCodeToString(f.code));
+      w.Key("message").String(f.message).EndObject().EndObject();
+      continue;
     }
-    return kExitFailed;
+    WriteAgentStatus(*a.status, w);
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
+std::string Ctl::RenderAgentResults(const std::vector<AgentResult>& agents) const {
+  std::string out;
+  for (const AgentResult& a : agents) {
+    out += a.status.ok() ? "\n" + RenderAgentStatus(a.target, *a.status)
+                         : absl::StrCat("\nagent ", a.target, "  unreachable\n");
+  }
+  return out;
+}
+
+int Ctl::ReportAgentErrors(const std::vector<AgentResult>& agents) const {
+  int rc = kExitOk;
+  for (const AgentResult& a : agents) {
+    if (!a.status.ok()) {
+      std::fprintf(stderr, "coherectl: %s\n",
+                   Explain(a.status.status(), "agent " + a.target, "").message.c_str());
+      rc = kExitFailed;
+    }
+  }
+  return rc;
+}
+
+int Ctl::AgentStatus() {
+  std::vector<AgentResult> agents = QueryAgents();
+  if (args_.json) {
+    JsonWriter w;
+    w.BeginObject().Key("agents");
+    WriteAgentResults(agents, w);
+    w.EndObject();
+    Print(w.str() + "\n");
+  } else {
+    std::string out = RenderAgentResults(agents);
+    Print(out.substr(1));  // no blank line before the first agent
+  }
+  return ReportAgentErrors(agents);
+}
+
+int Ctl::Guest(bool evict) {
+  const std::string& target = args_.agents[0];
+  const std::string& name = args_.positional[0];
+  auto agent = AgentAdminClient::Create(target, args_.timeout, args_.credentials);
+  bool changed = false;
+  absl::Status status;
+  if (evict) {
+    absl::StatusOr<v1::EvictGuestResponse> r = agent->EvictGuest(name);
+    status = r.status();
+    if (r.ok()) changed = r->was_connected();
+  } else {
+    absl::StatusOr<v1::AdmitGuestResponse> r = agent->AdmitGuest(name);
+    status = r.status();
+    if (r.ok()) changed = r->was_evicted();
+  }
+  if (!status.ok()) {
+    if (status.code() == absl::StatusCode::kNotFound) {
+      return Fail(Failure{status.code(),
+                          absl::StrCat("agent ", target, ": unknown guest \"", name, "\"")});
+    }
+    return Fail(Explain(status, "agent " + target, ""));
+  }
+  if (args_.json) {
+    JsonWriter w;
+    w.BeginObject().Key("agent").String(target).Key("guest").String(name);
+    w.Key(evict ? "was_connected" : "was_evicted").Bool(changed);
+    w.Key("evicted").Bool(evict).EndObject();
+    Print(w.str() + "\n");
+  } else if (evict) {
+    Print(absl::StrCat("agent ", target, ": evicted guest ", name,
+                       changed ? " (its connection was closed)" : " (it was not connected)",
+                       "; its socket refuses connections until `coherectl guest admit`\n"));
+  } else {
+    Print(absl::StrCat("agent ", target, ": admitted guest ", name,
+                       changed ? "" : " (it was not evicted)", "\n"));
   }
   return kExitOk;
 }
@@ -412,7 +477,7 @@ int Ctl::Resolve() {
   bool disagree = false;
   for (const std::string& target : args_.agents) {
     agents.push_back(
-        {target, AgentAdminClient::Create(target, args_.timeout)->GetSlot(volume, sv.slot())});
+        {target, AgentAdminClient::Create(target, args_.timeout, args_.credentials)->GetSlot(volume, sv.slot())});
     if (!agents.back().slot.ok()) {
       failed = true;
     } else if (!Consistent(Classify(sv.version(), agents.back().slot->version(),
@@ -628,7 +693,7 @@ int Ctl::TableDump() {
   } else {
     const std::string& target = args_.agents[0];
     source = "agent " + target;
-    auto agent = AgentAdminClient::Create(target, args_.timeout);
+    auto agent = AgentAdminClient::Create(target, args_.timeout, args_.credentials);
     v1::ReadTableResponse header;
     absl::StatusOr<v1::ReadTableResponse> first = agent->ReadTable(volume, 0, 1);
     if (!first.ok()) return Fail(Explain(first.status(), source, volume));
@@ -682,7 +747,7 @@ int Ctl::TableDiff() {
     }
     v1::ReadTableResponse header;
     absl::StatusOr<std::vector<uint64_t>> agent =
-        AgentAdminClient::Create(target, args_.timeout)
+        AgentAdminClient::Create(target, args_.timeout, args_.credentials)
             ->ReadTableRange(volume, static_cast<uint32_t>(before->size()), &header);
     absl::StatusOr<std::vector<uint64_t>> after = coordinator().FullSnapshot(volume, &resume);
     if (!after.ok()) {
@@ -757,7 +822,7 @@ int Ctl::Drain(bool drain) {
   std::string text;
   for (const std::string& target : args_.agents) {
     absl::StatusOr<v1::DrainResponse> r =
-        AgentAdminClient::Create(target, args_.timeout)->Drain(volume, drain);
+        AgentAdminClient::Create(target, args_.timeout, args_.credentials)->Drain(volume, drain);
     if (!r.ok()) {
       // Agents before this one keep the new state: say which succeeded.
       if (!text.empty() && !args_.json) Print(text);
@@ -791,6 +856,9 @@ int Ctl::Run(const CommandSpec& command) {
   if (name == "table diff") return TableDiff();
   if (name == "drain") return Drain(true);
   if (name == "undrain") return Drain(false);
+  if (name == "agent status") return AgentStatus();
+  if (name == "guest evict") return Guest(true);
+  if (name == "guest admit") return Guest(false);
   return Invalidate();
 }
 
@@ -819,14 +887,19 @@ bool ParsePositiveInt(const std::string& s, uint64_t* out) {
 }
 
 int Main(int argc, char** argv) {
+  // gRPC's own log lines (e.g. a TLS handshake error) would precede the one
+  // line coherectl prints for the same failure; GRPC_VERBOSITY set by the
+  // user still wins.
+  setenv("GRPC_VERBOSITY", "NONE", /*overwrite=*/0);
   Args args;
   const char* env = std::getenv("COHERECTL_COORDINATOR");
   args.coordinator = env != nullptr && env[0] != '\0' ? env : kDefaultCoordinator;
   std::vector<std::string> words;
   std::map<std::string, std::string> raw;  // command flags, checked below
-  static const std::set<std::string> kValueFlags = {"coordinator", "agent", "timeout",
-                                                    "volume", "count", "seconds"};
-  static const std::set<std::string> kBoolFlags = {"json", "help", "all"};
+  static const std::set<std::string> kValueFlags = {
+      "coordinator", "agent", "timeout", "volume", "count", "seconds",
+      "tls-ca",      "tls-cert", "tls-key"};
+  static const std::set<std::string> kBoolFlags = {"json", "help", "all", "insecure"};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg.rfind("--", 0) != 0 || arg == "--") {
@@ -845,6 +918,8 @@ int Main(int argc, char** argv) {
         args.json = true;
       } else if (flag == "help") {
         args.help = true;
+      } else if (flag == "insecure") {
+        args.transport.insecure = true;
       } else {
         raw[flag] = "";
       }
@@ -860,6 +935,12 @@ int Main(int argc, char** argv) {
       args.coordinator = *value;
     } else if (flag == "agent") {
       args.agents.push_back(*value);
+    } else if (flag == "tls-ca") {
+      args.transport.ca_file = *value;
+    } else if (flag == "tls-cert") {
+      args.transport.cert_file = *value;
+    } else if (flag == "tls-key") {
+      args.transport.key_file = *value;
     } else if (flag == "timeout") {
       uint64_t s = 0;
       if (!ParsePositiveInt(*value, &s)) {
@@ -903,19 +984,24 @@ int Main(int argc, char** argv) {
     }
   }
   if (command == nullptr) {
-    if (words[0] == "table") {
-      if (args.help) {
-        PrintCommandHelp(Commands()[4]);
-        return kExitOk;
+    // A group word alone ("table", "guest", ...): name its subcommands.
+    std::vector<std::string> subcommands;
+    const CommandSpec* first = nullptr;
+    for (const CommandSpec& c : Commands()) {
+      const std::string n = c.name;
+      if (n.rfind(words[0] + " ", 0) == 0) {
+        if (first == nullptr) first = &c;
+        subcommands.push_back(n.substr(words[0].size() + 1));
       }
-      return Usage("table: expected a subcommand: dump or diff", &Commands()[4]);
     }
-    if (words[0] == "volume") {
+    if (first != nullptr) {
       if (args.help) {
-        PrintCommandHelp(Commands()[1]);
+        PrintCommandHelp(*first);
         return kExitOk;
       }
-      return Usage("volume: expected a subcommand: describe", &Commands()[1]);
+      return Usage(absl::StrCat(words[0], ": expected a subcommand: ",
+                                absl::StrJoin(subcommands, " or ")),
+                   first);
     }
     return Usage(absl::StrCat("unknown command '", words[0], "'"), nullptr);
   }
@@ -933,11 +1019,13 @@ int Main(int argc, char** argv) {
   const std::string name = command->name;
   size_t want_positional = 0;
   if (name == "volume describe" || name == "resolve") want_positional = 1;
+  if (name == "guest evict" || name == "guest admit") want_positional = 1;
   if (name == "invalidate") want_positional = raw.count("all") ? 0 : 1;
   if (args.positional.size() != want_positional) {
     return Usage(want_positional == 0
                      ? absl::StrCat("unexpected argument '", args.positional[0], "'")
-                     : absl::StrCat(name, ": expected ", name == "volume describe" ? "NAME" : "PATH"),
+                     : absl::StrCat(name, ": expected ",
+                                    name == "resolve" || name == "invalidate" ? "PATH" : "NAME"),
                  command);
   }
   if (command->flags.count("volume") && !raw.count("volume") && name != "drain" &&
@@ -953,9 +1041,20 @@ int Main(int argc, char** argv) {
   if (name == "table dump" && args.agents.size() > 1) {
     return Usage("table dump: at most one --agent", command);
   }
-  if ((name == "table diff" || name == "drain" || name == "undrain") && args.agents.empty()) {
+  if ((name == "table diff" || name == "drain" || name == "undrain" || name == "agent status") &&
+      args.agents.empty()) {
     return Usage(absl::StrCat(name, ": at least one --agent"), command);
   }
+  if ((name == "guest evict" || name == "guest admit") && args.agents.size() != 1) {
+    return Usage(absl::StrCat(name, ": exactly one --agent"), command);
+  }
+  // Transport security last, so help and usage errors need no certificates.
+  auto credentials = MakeChannelCredentials(args.transport);
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "coherectl: %s\n", std::string(credentials.status().message()).c_str());
+    return kExitUsage;
+  }
+  args.credentials = std::move(*credentials);
   Ctl ctl(std::move(args));
   return ctl.Run(*command);
 }

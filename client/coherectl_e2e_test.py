@@ -4,7 +4,13 @@ every coherectl command is run as a subprocess and its stdout, stderr and
 exit code are checked exactly, errors included (unreachable coordinator and
 agent, unknown volume, missing path, a path on the FUSE mount, bad usage).
 
-  coherectl_e2e_test.py --coherectl=P --agent-bin=P --coordinator-bin=P
+The agent also serves one guest socket (vm1.sock), played by fake_guest
+(agent/admin/fake_guest.cc: the test vhost-user front end in a process of
+its own) for guest state, `agent status` and `guest evict/admit`; and its
+metrics endpoint is scraped for the lease-length and delivery-lag
+histograms.
+
+  coherectl_e2e_test.py --coherectl=P --agent-bin=P --coordinator-bin=P --fake-guest=P
 """
 
 import argparse
@@ -17,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.environ.get("TEST_SRCDIR", ""),
                                 os.environ.get("TEST_WORKSPACE", ""),
@@ -40,7 +47,8 @@ class Ctl:
         self.target = target
 
     def run(self, *args, coordinator_target=None):
-        argv = [self.binary, "--coordinator=" + (coordinator_target or self.target)]
+        argv = [self.binary, "--insecure",
+                "--coordinator=" + (coordinator_target or self.target)]
         p = subprocess.run(argv + list(args), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=30, text=True)
         return p.returncode, p.stdout, p.stderr
@@ -97,7 +105,8 @@ def test_usage(ctl):
     check("status takes no --volume", (rc, err.splitlines()[0]) == (
         2, "coherectl: status takes no --volume"), (rc, err))
     for cmd in (["status"], ["volume", "describe"], ["resolve"], ["watch"], ["invalidate"],
-                ["drain"], ["undrain"],
+                ["drain"], ["undrain"], ["agent", "status"], ["guest", "evict"],
+                ["guest", "admit"],
                 ["table", "dump"], ["table", "diff"]):
         rc, out, err = ctl.run(*cmd, "--help")
         check("%s --help" % cmd, rc == 0 and err == "" and
@@ -109,6 +118,27 @@ def test_usage(ctl):
     rc, out, err = ctl.run("table")
     check("table needs a subcommand", (rc, err.splitlines()[0]) == (
         2, "coherectl: table: expected a subcommand: dump or diff"), (rc, err))
+    rc, out, err = ctl.run("agent", "status")
+    check("agent status needs --agent", (rc, err.splitlines()[0]) == (
+        2, "coherectl: agent status: at least one --agent"), (rc, err))
+    rc, out, err = ctl.run("guest")
+    check("guest needs a subcommand", (rc, out, err) == (
+        2, "", "coherectl: guest: expected a subcommand: evict or admit\n"
+               "usage: coherectl guest evict --agent=HOST:PORT NAME\n"), (rc, out, err))
+    rc, out, err = ctl.run("agent")
+    check("agent needs a subcommand", (rc, err.splitlines()[0]) == (
+        2, "coherectl: agent: expected a subcommand: status"), (rc, err))
+    rc, out, err = ctl.run("guest", "evict", "vm1")
+    check("guest evict needs one --agent", (rc, err.splitlines()[0]) == (
+        2, "coherectl: guest evict: exactly one --agent"), (rc, err))
+    rc, out, err = ctl.run("guest", "evict", "--agent=127.0.0.1:1")
+    check("guest evict needs NAME", (rc, err) == (
+        2, "coherectl: guest evict: expected NAME\n"
+           "usage: coherectl guest evict --agent=HOST:PORT NAME\n"), (rc, err))
+    rc, out, err = ctl.run("help", "guest", "evict")
+    check("help guest evict", rc == 0 and out.startswith(
+        "usage: coherectl guest evict --agent=HOST:PORT NAME") and
+        "strict writers" in out and "until `guest admit`" in out, (rc, out))
     rc, out, err = ctl.run("help", "resolve")
     check("help resolve", rc == 0 and out.startswith("usage: coherectl resolve PATH"), (rc, out))
     rc, out, err = ctl.run("--help")
@@ -146,8 +176,24 @@ def test_status(ctl, agent_admin, crd_target):
           vols[0]["capacity"] == 1 << 20, vols)
     a = doc["agents"][0]
     check("status agent", (a["target"], a["agent_id"], a["coordinator"], a["epoch"],
-                           a["fenced"], a["guests"]) ==
-          (agent_admin, "ctl-agent", crd_target, epoch, False, []), a)
+                           a["fenced"], [g["name"] for g in a["guests"]]) ==
+          (agent_admin, "ctl-agent", crd_target, epoch, False, ["vm1"]), a)
+    # The coordinator's own view of the agent (ListAgents).
+    regs = doc["coordinator"]["agents"]
+    check("status coordinator agents", len(regs) == 1 and regs[0]["agent_id"] == "ctl-agent", regs)
+    r = regs[0]
+    check("status coordinator agent lease",
+          r["live"] is True and r["expired_for_ms"] == 0 and r["lease_ttl_ms"] == 10000 and
+          0 < r["lease_remaining_ms"] <= r["lease_ttl_ms"] and
+          r["last_keepalive_age_ms"] < r["lease_ttl_ms"] and
+          # lease max 5000 + margin 100 + 1000 for the agent's own timer
+          r["max_guest_lease_ms"] == 6100, r)
+    vs = r["volumes"]
+    committed = vols[0]["committed_seq"]
+    check("status coordinator agent volume",
+          [v["volume"] for v in vs] == ["default"] and vs[0]["streaming"] is True and
+          vs[0]["committed_seq"] == committed and vs[0]["delivered_seq"] <= committed and
+          vs[0]["acked_seq"] <= vs[0]["delivered_seq"], vs)
     av = a["volumes"][0]
     check("status agent volume", (av["name"], av["coherence"], av["lease_max_ms"],
                                   av["fenced"], av["has_table"], av["table_capacity"],
@@ -163,6 +209,17 @@ def test_status(ctl, agent_admin, crd_target):
           "agent %s  id ctl-agent  epoch %d  fenced no" % (agent_admin, epoch) in lines and
           any(l.split()[:5] == ["default", "strict", "5000", "no", "%d/1048576" %
                                 av["table_slots_used"]] for l in lines), out)
+    head = [i for i, l in enumerate(lines) if l.startswith("AGENT ")]
+    check("status human coordinator agents", len(head) == 2 and
+          lines[head[0]].split() == ["AGENT", "STATE", "LEASE", "LEFT", "MS", "LEASE", "TTL",
+                                     "MS", "EXPIRED", "FOR", "MS", "KEEPALIVE", "AGE", "MS",
+                                     "MAX", "GUEST", "LEASE", "MS"] and
+          lines[head[0] + 1].split()[:2] == ["ctl-agent", "live"] and
+          lines[head[0] + 1].split()[3:5] == ["10000", "-"] and
+          lines[head[0] + 1].split()[6] == "6100" and
+          lines[head[1]].split() == ["AGENT", "VOLUME", "STREAMING", "COMMITTED", "SEQ",
+                                     "DELIVERED", "SEQ", "ACKED", "SEQ"] and
+          lines[head[1] + 1].split()[:3] == ["ctl-agent", "default", "yes"], out)
     return epoch
 
 
@@ -203,6 +260,151 @@ def test_drain(ctl, agent_admin, mnt):
     rc, out, err = ctl.run("drain", "--agent=" + agent_admin, "--volume=nope")
     check("drain unknown volume", (rc, out, err) == (
         1, "", "coherectl: unknown volume \"nope\"\n"), (rc, out, err))
+
+
+def guest_status(ctl, agent_admin):
+    rc, doc, err = ctl.json("agent", "status", "--agent=" + agent_admin)
+    check("agent status --json rc", rc == 0 and err == "", (rc, err))
+    return doc["agents"][0]["guests"][0]
+
+
+class FakeGuest:
+    """fake_guest in the background; its first line says how it went."""
+
+    def __init__(self, binary, sock):
+        self.p = subprocess.Popen([binary, sock, "--seconds=20"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        self.first = read_line(self.p, 10).strip()
+
+    def finish(self):
+        rest = self.p.stdout.read().strip()
+        return self.p.wait(10), rest
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(5)
+
+
+QUEUES_IDLE = ",".join(["0:128/0", "1:128/0"] + ["%d:0/stopped" % i for i in range(2, 9)])
+
+
+def test_guests(ctl, agent_admin, fake_guest, sock):
+    g = guest_status(ctl, agent_admin)
+    check("idle guest", (g["name"], g["state"], g["connected"], g["evicted"], g["cache"],
+                         g["fuse_major"], g["queues"], g["socket_path"]) ==
+          ("vm1", "idle", False, False, "always", 0, [], sock), g)
+    guest = FakeGuest(fake_guest, sock)
+    try:
+        check("fake guest ready", guest.first.startswith("ready minor=31 max_write="),
+              guest.first)
+        max_write = int(guest.first.rsplit("=", 1)[1]) if "max_write=" in guest.first else -1
+        g = guest_status(ctl, agent_admin)
+        check("connected guest --json",
+              (g["state"], g["connected"], g["fuse_major"], g["fuse_minor"], g["max_write"],
+               g["connections"], len(g["queues"])) ==
+              ("connected", True, 7, 31, max_write, 1, 9) and
+              g["queues"][0] == {"index": 0, "size": 128, "started": True, "enabled": True,
+                                 "in_flight": 0} and
+              g["queues"][8] == {"index": 8, "size": 0, "started": False, "enabled": False,
+                                 "in_flight": 0}, g)
+        rc, out, err = ctl.run("agent", "status", "--agent=" + agent_admin)
+        lines = out.splitlines()
+        gi = [i for i, l in enumerate(lines) if l.strip().startswith("GUEST ")]
+        check("agent status human", rc == 0 and err == "" and
+              lines[0].startswith("agent %s  id ctl-agent  epoch " % agent_admin) and
+              len(gi) == 1 and lines[gi[0]].split() == [
+                  "GUEST", "VOLUME", "STATE", "CACHE", "FUSE", "MAX", "WRITE", "CONNECTIONS",
+                  "REQUESTS", "QUEUES", "(INDEX:SIZE/IN", "FLIGHT)", "SOCKET"] and
+              lines[gi[0] + 1].split() == ["vm1", "default", "connected", "always", "7.31",
+                                           str(max_write), "1", "1", QUEUES_IDLE, sock],
+              (rc, out, err))
+
+        rc, out, err = ctl.run("guest", "evict", "--agent=" + agent_admin, "vm1")
+        check("guest evict human", (rc, out, err) == (
+            0, "agent %s: evicted guest vm1 (its connection was closed); its socket refuses "
+               "connections until `coherectl guest admit`\n" % agent_admin, ""), (rc, out, err))
+        rc, rest = guest.finish()
+        check("evicted guest's connection closed", (rc, rest) == (0, "closed"), (rc, rest))
+    finally:
+        guest.kill()
+    g = wait_for(lambda: (lambda g: g if not g["connected"] else None)(
+        guest_status(ctl, agent_admin)), "the session to end")
+    check("evicted guest status", (g["state"], g["evicted"], g["queues"], g["fuse_major"]) ==
+          ("evicted", True, [], 0), g)
+    refused = FakeGuest(fake_guest, sock)
+    refused.kill()
+    check("evicted guest refused", refused.first == "refused", refused.first)
+    g = guest_status(ctl, agent_admin)
+    check("refusal counted", (g["refused_connections"], g["connections"]) == (1, 1), g)
+    rc, doc, err = ctl.json("guest", "evict", "--agent=" + agent_admin, "vm1")
+    check("guest evict again --json", (rc, doc, err) == (
+        0, {"agent": agent_admin, "guest": "vm1", "was_connected": False, "evicted": True}, ""),
+        (rc, doc, err))
+    rc, out, err = ctl.run("guest", "admit", "--agent=" + agent_admin, "vm1")
+    check("guest admit human", (rc, out, err) == (
+        0, "agent %s: admitted guest vm1\n" % agent_admin, ""), (rc, out, err))
+    rc, doc, err = ctl.json("guest", "admit", "--agent=" + agent_admin, "vm1")
+    check("guest admit again --json", (rc, doc, err) == (
+        0, {"agent": agent_admin, "guest": "vm1", "was_evicted": False, "evicted": False}, ""),
+        (rc, doc, err))
+    back = FakeGuest(fake_guest, sock)
+    try:
+        check("admitted guest connects", back.first.startswith("ready minor=31"), back.first)
+        g = guest_status(ctl, agent_admin)
+        check("admitted guest status", (g["state"], g["evicted"], g["connections"]) ==
+              ("connected", False, 2), g)
+    finally:
+        back.kill()
+    for cmd in ("evict", "admit"):
+        rc, out, err = ctl.run("guest", cmd, "--agent=" + agent_admin, "nope")
+        check("guest %s unknown guest" % cmd, (rc, out, err) == (
+            1, "", 'coherectl: agent %s: unknown guest "nope"\n' % agent_admin), (rc, out, err))
+    rc, out, err = ctl.run("--json", "guest", "evict", "--agent=" + agent_admin, "nope")
+    check("guest evict unknown guest --json", rc == 1 and json.loads(out) == {
+        "error": {"code": "NOT_FOUND",
+                  "message": 'agent %s: unknown guest "nope"' % agent_admin}}, out)
+    target = "127.0.0.1:%d" % closed_port()
+    rc, out, err = ctl.run("guest", "evict", "--agent=" + target, "vm1")
+    check("guest evict unreachable agent", (rc, out, err) == (
+        1, "", "coherectl: agent %s unreachable\n" % target), (rc, out, err))
+    rc, out, err = ctl.run("agent", "status", "--agent=" + target)
+    check("agent status unreachable", (rc, out, err) == (
+        1, "agent %s  unreachable\n" % target, "coherectl: agent %s unreachable\n" % target),
+        (rc, out, err))
+
+
+def scrape(metrics_address):
+    with urllib.request.urlopen("http://%s/metrics" % metrics_address, timeout=5) as r:
+        return r.read().decode()
+
+
+def series(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_histograms(metrics_address):
+    text = scrape(metrics_address)
+    lag = series(text, 'coherefs_agent_invalidation_delivery_lag_seconds_count{volume="default"}')
+    lag_inf = series(text, 'coherefs_agent_invalidation_delivery_lag_seconds_bucket'
+                           '{volume="default",le="+Inf"}')
+    lag_sum = series(text, 'coherefs_agent_invalidation_delivery_lag_seconds_sum'
+                           '{volume="default"}')
+    # The invalidates (three of one file, then --all) reached the agent over
+    # its live stream, each with its commit time; on loopback each lag is
+    # well under a second.
+    check("delivery lag observed", lag is not None and lag >= 4 and lag_inf == lag and
+          0 <= lag_sum < lag, (lag, lag_inf, lag_sum))
+    n = series(text, 'coherefs_agent_lease_length_seconds_count{volume="default"}')
+    granted = series(text, 'coherefs_agent_leases_granted_total{volume="default"}')
+    le5 = series(text, 'coherefs_agent_lease_length_seconds_bucket{volume="default",le="5"}')
+    le1ms = series(text, 'coherefs_agent_lease_length_seconds_bucket{volume="default",le="0.001"}')
+    # Every lease granted is observed once, none longer than the 5 s lease max.
+    check("lease lengths observed", n is not None and n > 0 and n == granted and le5 == n,
+          (n, granted, le5, le1ms))
 
 
 def test_describe(ctl):
@@ -273,7 +475,8 @@ def quiesce(ctl):
 def test_watch_and_invalidate(ctl, work, agent_admin, resolved):
     shared_f = os.path.join(work, "shared", "f1")
     seq0 = quiesce(ctl)
-    watch = subprocess.Popen([ctl.binary, "--coordinator=" + ctl.target, "--json", "watch",
+    watch = subprocess.Popen([ctl.binary, "--insecure", "--coordinator=" + ctl.target, "--json",
+                              "watch",
                               "--volume=default", "--count=2", "--seconds=20"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -388,9 +591,11 @@ def main():
     ap.add_argument("--coherectl", required=True)
     ap.add_argument("--agent-bin", required=True)
     ap.add_argument("--coordinator-bin", required=True)
+    ap.add_argument("--fake-guest", required=True)
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="cohctl.", dir="/tmp")
     shared, mnt = os.path.join(work, "shared"), os.path.join(work, "mnt")
+    sock = os.path.join(work, "vm1.sock")
     os.mkdir(shared)
     os.mkdir(mnt)
     crd = coordinator.Coordinator(os.path.abspath(a.coordinator_bin), work)
@@ -402,19 +607,23 @@ def main():
             agent = subprocess.Popen(
                 [os.path.abspath(a.agent_bin), "--shared-dir=" + shared, "--host-mount=" + mnt,
                  "--coordinator=" + crd.target, "--agent-id=ctl-agent",
-                 "--admin-listen=127.0.0.1:0", "--thread-pool-size=2"],
+                 "--admin-listen=127.0.0.1:0", "--thread-pool-size=2", "--insecure",
+                 "--socket-path=" + sock, "--metrics-listen=127.0.0.1:0"],
                 stdout=log, stderr=subprocess.STDOUT)
 
-        def admin_address():
+        def logged_address(what):
             if agent.poll() is not None:
                 raise RuntimeError("agent exited %d: %s" % (agent.returncode,
                                                            open(log_path).read()[-2000:]))
             for line in open(log_path):
-                if 'msg="admin endpoint"' in line:
+                if 'msg="%s"' % what in line:
                     return line.rsplit("address=", 1)[1].strip()
             return None
 
-        agent_admin = wait_for(admin_address, "the agent's admin endpoint", 20)
+        agent_admin = wait_for(lambda: logged_address("admin endpoint"),
+                               "the agent's admin endpoint", 20)
+        metrics_address = wait_for(lambda: logged_address("metrics endpoint"),
+                                   "the agent's metrics endpoint", 20)
         wait_for(lambda: os.path.ismount(mnt), "the host mount")
         ctl = Ctl(os.path.abspath(a.coherectl), crd.target)
         wait_for(lambda: ctl.json("status", "--agent=" + agent_admin)[1]["agents"][0][
@@ -429,7 +638,9 @@ def main():
         resolved = test_resolve(ctl, work, agent_admin)
         test_watch_and_invalidate(ctl, work, agent_admin, resolved)
         test_tables(ctl, agent_admin)
+        test_histograms(metrics_address)
         test_drain(ctl, agent_admin, mnt)
+        test_guests(ctl, agent_admin, os.path.abspath(a.fake_guest), sock)
         test_unreachable(ctl, agent_admin)
     finally:
         coordinator.stop_process(agent)

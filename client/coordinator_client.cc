@@ -26,10 +26,16 @@ std::unique_ptr<CoordinatorClient> CoordinatorClient::Create(
   // coordinator restarted must find it again within a second or so (it is
   // fenced meanwhile).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  // gRPC uses this "minimum backoff" as the deadline of each connection
+  // attempt: 100 ms cut TLS handshakes short on a loaded host ("handshaker
+  // shutdown"). A refused connection still fails at once.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   return std::make_unique<CoordinatorClient>(
-      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+      grpc::CreateCustomChannel(target,
+                                options.credentials != nullptr
+                                    ? options.credentials
+                                    : grpc::InsecureChannelCredentials(),
                                 args),
       options);
 }
@@ -61,9 +67,10 @@ void CoordinatorClient::Prepare(grpc::ClientContext* context) const {
 
 absl::StatusOr<v1::RegisterAgentResponse> CoordinatorClient::RegisterAgent(
     const std::string& agent_id, absl::Duration lease_ttl,
-    uint32_t max_guest_lease_ms) {
+    uint32_t max_guest_lease_ms, const std::vector<std::string>& volumes) {
   v1::RegisterAgentRequest request;
   request.set_agent_id(agent_id);
+  for (const std::string& v : volumes) request.add_volumes(v);
   request.set_lease_ttl_ms(absl::ToInt64Milliseconds(lease_ttl));
   request.set_max_guest_lease_ms(max_guest_lease_ms);
   COHEREFS_UNARY_(RegisterAgent, request, v1::RegisterAgentResponse);
@@ -71,10 +78,18 @@ absl::StatusOr<v1::RegisterAgentResponse> CoordinatorClient::RegisterAgent(
 }
 
 absl::StatusOr<v1::KeepAliveResponse> CoordinatorClient::KeepAlive(
-    const std::string& agent_id) {
+    const std::string& agent_id, absl::Duration deadline) {
   v1::KeepAliveRequest request;
   request.set_agent_id(agent_id);
-  COHEREFS_UNARY_(KeepAlive, request, v1::KeepAliveResponse);
+  if (deadline <= absl::ZeroDuration() || deadline >= options_.deadline) {
+    COHEREFS_UNARY_(KeepAlive, request, v1::KeepAliveResponse);
+    return response;
+  }
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  v1::KeepAliveResponse response;
+  grpc::Status status = stub_->KeepAlive(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
   return response;
 }
 
@@ -101,6 +116,12 @@ absl::StatusOr<std::vector<v1::Volume>> CoordinatorClient::ListVolumes() {
                                  response.volumes().end());
 }
 
+absl::StatusOr<v1::ListAgentsResponse> CoordinatorClient::ListAgents() {
+  v1::ListAgentsRequest request;
+  COHEREFS_UNARY_(ListAgents, request, v1::ListAgentsResponse);
+  return response;
+}
+
 absl::StatusOr<v1::Volume> CoordinatorClient::DescribeVolume(
     const std::string& name) {
   v1::DescribeVolumeRequest request;
@@ -110,9 +131,11 @@ absl::StatusOr<v1::Volume> CoordinatorClient::DescribeVolume(
 }
 
 absl::StatusOr<v1::ResolveResponse> CoordinatorClient::Resolve(
-    const std::string& volume, const std::vector<std::string>& keys) {
+    const std::string& volume, const std::vector<std::string>& keys,
+    const std::string& agent_id) {
   v1::ResolveRequest request;
   request.set_volume(volume);
+  request.set_agent_id(agent_id);
   for (const std::string& key : keys) request.add_keys(key);
   COHEREFS_UNARY_(Resolve, request, v1::ResolveResponse);
   return response;

@@ -30,6 +30,9 @@ struct CoordinatorClientOptions {
   // other channels to the same target (gRPC's global subchannel pool).
   // Default false.
   bool private_connection = false;
+  // Channel credentials (common/tls.h MakeChannelCredentials: mutual TLS,
+  // or plaintext under --insecure). Default nullptr: plaintext (tests).
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
 };
 
 // One Subscribe stream.
@@ -54,7 +57,7 @@ class SubscribeStream {
 
 class CoordinatorClient {
  public:
-  // An insecure channel to `target` (host:port).
+  // A channel to `target` (host:port) with options.credentials.
   static std::unique_ptr<CoordinatorClient> Create(
       const std::string& target, CoordinatorClientOptions options = {});
   CoordinatorClient(std::shared_ptr<grpc::Channel> channel,
@@ -64,19 +67,27 @@ class CoordinatorClient {
   // (kDeadlineExceeded).
   absl::Status WaitForConnected(absl::Duration timeout);
 
+  // `volumes`: the volumes the agent may use (RegisterAgentRequest.volumes).
   absl::StatusOr<v1::RegisterAgentResponse> RegisterAgent(
       const std::string& agent_id, absl::Duration lease_ttl = absl::ZeroDuration(),
-      uint32_t max_guest_lease_ms = 0);
-  absl::StatusOr<v1::KeepAliveResponse> KeepAlive(const std::string& agent_id);
+      uint32_t max_guest_lease_ms = 0, const std::vector<std::string>& volumes = {});
+  // `deadline` > 0 bounds this call below the client's default (the agent
+  // must not wait on a renewal past the lease it renews).
+  absl::StatusOr<v1::KeepAliveResponse> KeepAlive(
+      const std::string& agent_id, absl::Duration deadline = absl::ZeroDuration());
   absl::Status UnregisterAgent(const std::string& agent_id);
 
   absl::StatusOr<v1::Volume> CreateVolume(const std::string& name,
                                           uint32_t capacity = 0);
   absl::StatusOr<std::vector<v1::Volume>> ListVolumes();
   absl::StatusOr<v1::Volume> DescribeVolume(const std::string& name);
+  // The agents the coordinator knows and the epoch (for operators).
+  absl::StatusOr<v1::ListAgentsResponse> ListAgents();
 
+  // `agent_id`: the resolving agent ("" for tools).
   absl::StatusOr<v1::ResolveResponse> Resolve(
-      const std::string& volume, const std::vector<std::string>& keys);
+      const std::string& volume, const std::vector<std::string>& keys,
+      const std::string& agent_id = "");
   absl::StatusOr<v1::BumpResponse> Bump(const std::string& volume,
                                         const std::vector<uint32_t>& slots,
                                         const std::string& agent_id = "",

@@ -103,6 +103,37 @@ TEST_F(ClientTest, ErrorsKeepTheirCodes) {
             absl::StatusCode::kDeadlineExceeded);
 }
 
+TEST_F(ClientTest, ListAgentsOverGrpc) {
+  auto empty = client_->ListAgents();
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->epoch(), core_->epoch());
+  EXPECT_EQ(empty->agents_size(), 0);
+  ASSERT_TRUE(client_->CreateVolume("vol", 10).ok());
+  ASSERT_TRUE(client_->RegisterAgent("host-a", absl::Seconds(20), 700).ok());
+  auto stream = client_->Subscribe("vol", 0, "host-a");
+  v1::SubscribeResponse msg;
+  ASSERT_TRUE(stream->Read(&msg));  // the stream is open
+  auto agents = client_->ListAgents();
+  ASSERT_TRUE(agents.ok()) << agents.status();
+  ASSERT_EQ(agents->agents_size(), 1);
+  const v1::AgentInfo& a = agents->agents(0);
+  EXPECT_EQ(a.agent_id(), "host-a");
+  EXPECT_TRUE(a.live());
+  EXPECT_EQ(a.lease_ttl_ms(), 20000u);
+  EXPECT_GT(a.lease_remaining_ms(), 19000u);
+  EXPECT_LE(a.lease_remaining_ms(), 20000u);
+  EXPECT_EQ(a.expired_for_ms(), 0u);
+  EXPECT_LT(a.last_keepalive_age_ms(), 1000u);
+  EXPECT_EQ(a.max_guest_lease_ms(), 700u);
+  ASSERT_EQ(a.volumes_size(), 1);
+  EXPECT_EQ(a.volumes(0).volume(), "vol");
+  EXPECT_TRUE(a.volumes(0).streaming());
+  EXPECT_EQ(a.volumes(0).committed_seq(), 0u);
+  stream->Cancel();
+  while (stream->Read(&msg)) {
+  }
+}
+
 TEST_F(ClientTest, SubscribeStreamsAndCancels) {
   ASSERT_TRUE(client_->CreateVolume("vol", 10).ok());
   ASSERT_TRUE(client_->Resolve("vol", {"a"}).ok());
@@ -111,14 +142,21 @@ TEST_F(ClientTest, SubscribeStreamsAndCancels) {
   ASSERT_TRUE(stream->Read(&msg));
   ASSERT_TRUE(msg.has_progress());
   EXPECT_EQ(msg.progress().epoch(), core_->epoch());
+  const int64_t before_ns = absl::ToUnixNanos(absl::Now());
   auto bumped = client_->Bump("vol", {0});
   ASSERT_TRUE(bumped.ok());
+  const int64_t after_ns = absl::ToUnixNanos(absl::Now());
   ASSERT_TRUE(stream->Read(&msg));
   ASSERT_TRUE(msg.has_invalidations());
   ASSERT_EQ(msg.invalidations().invalidations_size(), 1);
   EXPECT_EQ(msg.invalidations().invalidations(0).seq(), 1u);
   EXPECT_EQ(msg.invalidations().invalidations(0).version(),
             bumped->versions(0));
+  // Committed (durable, published) while the Bump call was in progress.
+  const int64_t commit_ns =
+      static_cast<int64_t>(msg.invalidations().invalidations(0).commit_time_unix_ns());
+  EXPECT_GE(commit_ns, before_ns);
+  EXPECT_LE(commit_ns, after_ns);
   stream->Cancel();
   while (stream->Read(&msg)) {
   }

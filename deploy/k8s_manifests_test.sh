@@ -55,7 +55,6 @@ for target in base overlays/dev overlays/prod; do
   expect_contains "${out}" "          type: CharDevice"
   expect_contains "${out}" "      maxUnavailable: 1"
   expect_contains "${out}" "          grpc:"
-  expect_contains "${out}" "            port: 7420"
   expect_contains "${out}" "            path: /metrics"
   expect_contains "${out}" "    app.kubernetes.io/part-of: coherefs"
   # The generated ConfigMap's hashed name is what the DaemonSet mounts.
@@ -66,6 +65,25 @@ done
 expect_contains "${work}/overlays_prod.yaml" \
   "        image: registry.example.com/coherefs/coherefs:0.1.0"
 expect_contains "${work}/overlays_prod.yaml" "      storageClassName: fast-ssd"
+# Transport: base and dev run plaintext (--insecure, probes on the gRPC
+# port); prod runs mutual TLS from the Secret, probes on the plaintext
+# health-only port, and no --insecure is left.
+for target in base overlays_dev; do
+  expect_contains "${work}/${target}.yaml" "        - --insecure"
+  expect_contains "${work}/${target}.yaml" "            port: 7420"
+done
+prod="${work}/overlays_prod.yaml"
+for line in "        - --tls-ca=/etc/coherefs/tls/ca.crt" \
+            "        - --tls-cert=/etc/coherefs/tls/tls.crt" \
+            "        - --tls-key=/etc/coherefs/tls/tls.key" \
+            "        - --health-listen=0.0.0.0:7422" \
+            "            port: 7422" \
+            "          secretName: coherefs-coordinator-tls" \
+            "        - --tls-cert=/etc/coherefs-tls/agent.pem"; do
+  expect_contains "${prod}" "${line}"
+done
+if grep -q -- "--insecure" "${prod}"; then fail "overlays/prod still has --insecure"; fi
+if grep -qx "            port: 7420" "${prod}"; then fail "overlays/prod probes the mTLS port"; fi
 expect_contains "${work}/overlays_dev.yaml" "        - --log-level=debug"
 expect_contains "${work}/overlays_dev.yaml" \
   "    coherefs.io/environment: dev"

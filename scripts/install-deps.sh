@@ -16,9 +16,9 @@ pkgs=(
   bazel-bootstrap g++ pkg-config clang libclang-rt-14-dev
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libabsl-dev librocksdb-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev libfuse3-dev libseccomp-dev
+  libgtest-dev libgmock-dev libfuse3-dev libseccomp-dev libssl-dev
   # run and test
-  fuse3 attr python3 iproute2 procps
+  fuse3 attr python3 iproute2 procps util-linux openssl
   # VM end-to-end tests: QEMU, C virtiofsd (qemu-system-common), busybox
   qemu-system-x86 qemu-system-common busybox-static xz-utils cpio
   # benchmark peer

@@ -6,11 +6,17 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 
 namespace coherefs::server {
 namespace {
+
+// tests/faults/README.md. Hit once per subscriber while a durable batch is
+// published (the core lock is held): panic dies mid fan-out; error sends
+// that subscriber to the stored log, as a queue overflow would.
+COHEREFS_FAILPOINT_DEFINE(kFanout, "core.fanout");
 
 absl::Status ValidateVolumeName(absl::string_view name) {
   if (name.empty() || name.size() > kMaxVolumeNameBytes) {
@@ -85,13 +91,13 @@ void Subscription::Wake() {
 }
 
 bool Subscription::Publish(const std::vector<LogEntry>& entries,
-                           absl::Time now, bool* overflowed) {
+                           absl::Time now, bool* overflowed, bool spill) {
   absl::MutexLock lock(&mu_);
   *overflowed = false;
   if (ended_ || entries.empty()) return false;
   offered_seq_ = entries.back().seq;
   if (!catching_up_) {
-    if (queue_.size() + entries.size() > queue_limit_) {
+    if (spill || queue_.size() + entries.size() > queue_limit_) {
       // Never block the committer: drop the live queue and let the consumer
       // read the stored log from the first entry it has not been given.
       queue_.clear();
@@ -123,6 +129,11 @@ bool Subscription::End(absl::Status status) {
 bool Subscription::ended() {
   absl::MutexLock lock(&mu_);
   return ended_;
+}
+
+uint64_t Subscription::delivered_seq() {
+  absl::MutexLock lock(&mu_);
+  return next_seq_ - 1;
 }
 
 size_t Subscription::QueueDepth() {
@@ -204,6 +215,7 @@ SubscriptionEvent Subscription::Next() {
     ev.oldest_publish_time = queue_.front().published;
     while (!queue_.empty() && ev.entries.size() < max_batch_) {
       ev.entries.push_back(queue_.front().entry);
+      ev.publish_times.push_back(queue_.front().published);
       queue_.pop_front();
     }
     next_seq_ = ev.entries.back().seq + 1;
@@ -311,12 +323,45 @@ void CoherenceCore::Stop() {
 
 absl::Status CoherenceCore::CheckWritable() const {
   if (stopping_) return absl::UnavailableError("coordinator is shutting down");
-  if (!store_failure_.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "store failed earlier; restart the coordinator: ",
+  return StoreFailureLocked();
+}
+
+absl::Status CoherenceCore::StoreFailureLocked() const {
+  if (store_failure_.ok()) return absl::OkStatus();
+  if (store_failure_.code() == absl::StatusCode::kResourceExhausted) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "coordinator store is full; writes resume once space is freed: ",
         store_failure_.message()));
   }
-  return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "store failed earlier; restart the coordinator: ",
+      store_failure_.message()));
+}
+
+void CoherenceCore::MaybeResumeStore(absl::Time now) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (store_failure_.code() != absl::StatusCode::kResourceExhausted ||
+        now < next_resume_attempt_) {
+      return;
+    }
+    next_resume_attempt_ = now + absl::Milliseconds(500);
+  }
+  // Only the committer writes, and it writes nothing while store_failure_
+  // is set, so the store is idle here.
+  absl::Status s = store_->Resume();
+  absl::MutexLock lock(&mu_);
+  if (s.code() == absl::StatusCode::kResourceExhausted) return;  // still full
+  if (!s.ok()) {
+    // It cannot resume (RocksDB itself failed a write): restart needed.
+    LOG_ERROR("store cannot resume; refusing writes until restart")
+        .Kv("status", s);
+    store_failure_ = s;
+    return;
+  }
+  LOG_WARN("store writable again; accepting writes")
+      .Kv("after", store_failure_);
+  store_failure_ = absl::OkStatus();
 }
 
 // ---------------------------------------------------------------------------
@@ -343,6 +388,7 @@ absl::StatusOr<AgentGrant> CoherenceCore::RegisterAgent(
   agent.ttl = ttl;
   agent.deadline = now + ttl;
   agent.last_contact = now;
+  agent.last_keepalive = now;
   agent.max_guest_lease_ms = max_guest_lease_ms;
   LOG_INFO("agent registered")
       .Kv("agent", agent_id)
@@ -367,6 +413,7 @@ absl::StatusOr<AgentGrant> CoherenceCore::KeepAlive(
   }
   agent.deadline = now + agent.ttl;
   agent.last_contact = now;
+  agent.last_keepalive = now;
   return AgentGrant{agent.ttl, epoch_};
 }
 
@@ -419,6 +466,62 @@ void CoherenceCore::ExpireAgents(absl::Time now) {
       s->Wake();
     }
   }
+}
+
+std::vector<AgentInfo> CoherenceCore::ListAgents() {
+  struct Open {  // an open stream, read after the core lock is released
+    size_t agent;
+    size_t volume;
+    std::shared_ptr<Subscription> sub;
+  };
+  std::vector<AgentInfo> out;
+  std::vector<Open> open;
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, agent] : agents_) {
+      AgentInfo info;
+      info.agent_id = id;
+      // The maintenance thread notices expiry up to one check interval
+      // late; the deadline is the truth.
+      info.live = agent.live && agent.deadline > now;
+      info.lease_ttl = agent.ttl;
+      if (info.live) {
+        info.lease_remaining = agent.deadline - now;
+      } else {
+        // UnregisterAgent forgets an agent, so a dead one expired.
+        info.expired_for = now - agent.deadline;
+      }
+      info.since_keepalive = now - agent.last_keepalive;
+      info.max_guest_lease_ms = agent.max_guest_lease_ms;
+      std::set<std::string, std::less<>> names = agent.followed;
+      for (const auto& [volume, acks] : agent.acks) names.insert(volume);
+      for (const std::string& name : names) {
+        AgentVolumeState state;
+        state.volume = name;
+        auto v = volumes_.find(name);
+        if (v != volumes_.end()) state.committed_seq = v->second.committed_seq;
+        auto acks = agent.acks.find(name);
+        if (acks != agent.acks.end()) state.acked_seq = acks->second.acked_seq;
+        for (const auto& weak : agent.subscriptions) {
+          auto sub = weak.lock();
+          if (sub != nullptr && sub->volume() == name) {
+            open.push_back({out.size(), info.volumes.size(), std::move(sub)});
+          }
+        }
+        info.volumes.push_back(std::move(state));
+      }
+      out.push_back(std::move(info));
+    }
+  }
+  // Subscription locks are taken without the core's (as everywhere else).
+  for (const Open& o : open) {
+    if (o.sub->ended()) continue;
+    AgentVolumeState& state = out[o.agent].volumes[o.volume];
+    state.streaming = true;
+    state.delivered_seq = std::max(state.delivered_seq, o.sub->delivered_seq());
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -654,11 +757,7 @@ void CoherenceCore::CommitBatch(std::vector<Op> ops) {
   batch.outcomes.resize(ops.size());
   {
     absl::MutexLock lock(&mu_);
-    absl::Status writable = store_failure_.ok()
-                                ? absl::OkStatus()
-                                : absl::UnavailableError(absl::StrCat(
-                                      "store failed earlier: ",
-                                      store_failure_.message()));
+    absl::Status writable = StoreFailureLocked();
     // Looks up (creating on first touch) the staged view of a volume.
     auto stage = [&](const std::string& name)
         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> Batch::Staged* {
@@ -783,7 +882,11 @@ void CoherenceCore::CommitBatch(std::vector<Op> ops) {
     absl::MutexLock lock(&mu_);
     if (!stored.ok()) {
       store_failure_ = stored;
-      LOG_ERROR("store commit failed; refusing writes until restart")
+      // A full disk (kResourceExhausted) is retried by MaybeResumeStore;
+      // anything else (a failed fsync may have lost pages) needs a restart.
+      LOG_ERROR(stored.code() == absl::StatusCode::kResourceExhausted
+                    ? "store full; refusing writes until space is freed"
+                    : "store commit failed; refusing writes until restart")
           .Kv("status", stored);
     } else {
       const absl::Time now = absl::Now();
@@ -810,7 +913,8 @@ void CoherenceCore::CommitBatch(std::vector<Op> ops) {
           // for this loop.
           for (auto& sub : v.subscribers) {
             bool overflowed = false;
-            if (sub->Publish(s.appended, now, &overflowed)) {
+            const bool spill = !kFanout.Eval().ok();
+            if (sub->Publish(s.appended, now, &overflowed, spill)) {
               to_wake.push_back(sub);
             }
             overflows += overflowed;
@@ -820,8 +924,12 @@ void CoherenceCore::CommitBatch(std::vector<Op> ops) {
     }
   }
   if (!stored.ok()) {
-    absl::Status failed = absl::UnavailableError(
-        absl::StrCat("store commit failed: ", stored.message()));
+    absl::Status failed =
+        stored.code() == absl::StatusCode::kResourceExhausted
+            ? absl::ResourceExhaustedError(absl::StrCat(
+                  "coordinator store is full: ", stored.message()))
+            : absl::UnavailableError(
+                  absl::StrCat("store commit failed: ", stored.message()));
     for (auto& out : batch.outcomes) {
       if (out.status.ok()) out.status = failed;
     }
@@ -974,6 +1082,7 @@ absl::StatusOr<std::shared_ptr<Subscription>> CoherenceCore::Subscribe(
                               [](auto& w) { return w.expired(); }),
                subs.end());
     subs.push_back(sub);
+    agent->followed.insert(volume);
   }
   return sub;
 }
@@ -1063,10 +1172,10 @@ void CoherenceCore::StartLeaseWait(Op& op, BumpResult result) {
       const bool live = agent.live && agent.deadline > now;
       if (!live) {
         // It cannot hear about the bump; its guests may keep leases for
-        // up to max_guest_lease_ms after it last talked to us.
-        lease_until = std::max(
-            lease_until,
-            agent.last_contact + absl::Milliseconds(agent.max_guest_lease_ms));
+        // up to max_guest_lease_ms after it last granted one: until its
+        // lease deadline, which it may have kept granting up to.
+        lease_until = std::max(lease_until, LastGrantBound(agent) +
+                                                absl::Milliseconds(agent.max_guest_lease_ms));
         continue;
       }
       bool subscribed = false;
@@ -1093,6 +1202,13 @@ void CoherenceCore::StartLeaseWait(Op& op, BumpResult result) {
   CheckLeaseWaiters(now);
 }
 
+absl::Time CoherenceCore::LastGrantBound(const Agent& agent) {
+  // An agent fences itself when its lease runs out (measured from when it
+  // sent the renewal, so never later than our deadline): it grants no
+  // lease after max(last contact, deadline).
+  return std::max(agent.last_contact, agent.deadline);
+}
+
 bool CoherenceCore::ResolveAgentLocked(LeaseWaiter& w,
                                        const std::string& agent_id,
                                        absl::Time give_up, absl::Time now) {
@@ -1112,7 +1228,10 @@ bool CoherenceCore::ResolveAgentLocked(LeaseWaiter& w,
       }
     }
   } else if (now >= give_up || !agent.live || agent.deadline <= now) {
-    until = std::max(until, agent.last_contact +
+    // Unanswered: it may have granted leases (on the state before this
+    // bump) up to its lease deadline, not only until it last talked to us
+    // (tests/faults/agent/partition_fault_test.py found reads that stale).
+    until = std::max(until, LastGrantBound(agent) +
                                 absl::Milliseconds(agent.max_guest_lease_ms));
   } else {
     return false;
@@ -1163,6 +1282,7 @@ void CoherenceCore::MaintenanceLoop() {
     const absl::Time now = absl::Now();
     ExpireAgents(now);
     CheckLeaseWaiters(now);
+    MaybeResumeStore(now);
     if (now < next_progress) continue;
     next_progress = now + options_.progress_interval;
     std::vector<std::shared_ptr<Subscription>> subs;

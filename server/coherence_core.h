@@ -28,10 +28,12 @@
 //   kFailedPrecondition expired agent lease
 //   kAlreadyExists      existing volume, live agent id
 //   kOutOfRange         slot not allocated; subscribe from the future
-//   kResourceExhausted  volume table full
+//   kResourceExhausted  volume table full; the store's disk is full (writes
+//                       resume by themselves once space is freed)
 //   kUnavailable        stopping, or the store failed (the core then refuses
 //                       every write until restarted: memory and disk may
-//                       disagree after a failed fsync)
+//                       disagree after a failed fsync); a full disk is
+//                       kResourceExhausted instead, and recovers
 //
 // Strict mode (Bump with wait_for_leases): after the bump is durable and
 // published, the caller's callback waits until every other agent that may
@@ -51,6 +53,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -164,6 +167,27 @@ struct SnapshotPage {
   uint32_t slots_used = 0;
 };
 
+// One volume an agent follows (ListAgents).
+struct AgentVolumeState {
+  std::string volume;
+  bool streaming = false;      // a subscription of the agent is open
+  uint64_t committed_seq = 0;  // the volume's
+  uint64_t delivered_seq = 0;  // on the open stream; 0 when not streaming
+  uint64_t acked_seq = 0;
+};
+
+// An agent as the coordinator sees it (ListAgents).
+struct AgentInfo {
+  std::string agent_id;
+  bool live = false;
+  absl::Duration lease_remaining;  // zero when expired
+  absl::Duration lease_ttl;
+  absl::Duration expired_for;      // zero while live
+  absl::Duration since_keepalive;  // since RegisterAgent or KeepAlive
+  uint32_t max_guest_lease_ms = 0;
+  std::vector<AgentVolumeState> volumes;  // by name
+};
+
 struct CoreStats {
   uint64_t epoch = 0;
   size_t volumes = 0;
@@ -182,6 +206,9 @@ struct SubscriptionEvent {
   // kInvalidations: when the oldest entry was published (committed), or
   // InfinitePast() for entries read back from the store.
   absl::Time oldest_publish_time = absl::InfinitePast();
+  // kInvalidations: when each entry was published, parallel to `entries`;
+  // empty for entries read back from the store (their time is not kept).
+  std::vector<absl::Time> publish_times;
   // kProgress: everything up to this seq was delivered. kResync: latest.
   uint64_t committed_seq = 0;
   uint64_t epoch = 0;  // kProgress
@@ -215,6 +242,8 @@ class Subscription {
   const std::string& volume() const { return volume_; }
   const std::string& agent_id() const { return agent_id_; }
   bool ended();
+  // The last sequence handed to the consumer (or that predates from_seq).
+  uint64_t delivered_seq();
 
  private:
   friend class CoherenceCore;
@@ -224,8 +253,9 @@ class Subscription {
   };
 
   // Core side; each returns whether the consumer must be woken.
+  // `spill`: drop to the stored log as if the queue had overflowed.
   bool Publish(const std::vector<LogEntry>& entries, absl::Time now,
-               bool* overflowed);
+               bool* overflowed, bool spill = false);
   bool MarkProgressDue();
   bool End(absl::Status status);
   size_t QueueDepth();
@@ -274,6 +304,9 @@ class CoherenceCore {
                                            uint32_t max_guest_lease_ms);
   absl::StatusOr<AgentGrant> KeepAlive(const std::string& agent_id);
   absl::Status UnregisterAgent(const std::string& agent_id);
+  // Every agent known (live or expired; unregistered ones are forgotten),
+  // ordered by id. Never fails.
+  std::vector<AgentInfo> ListAgents();
 
   // Volumes. `capacity` 0 means kDefaultCapacity.
   void CreateVolume(std::string name, uint32_t capacity,
@@ -334,7 +367,10 @@ class CoherenceCore {
     absl::Duration ttl;
     absl::Time deadline;
     absl::Time last_contact;  // register, keep-alive, ack
+    absl::Time last_keepalive;  // register, keep-alive
     uint32_t max_guest_lease_ms = 0;
+    // Volumes it subscribed to since registering (for ListAgents).
+    std::set<std::string, std::less<>> followed;
     bool live = true;
     std::vector<std::weak_ptr<Subscription>> subscriptions;
     std::map<std::string, AgentAcks, std::less<>> acks;
@@ -393,6 +429,9 @@ class CoherenceCore {
   // Completes the waiters that have heard from every agent they need (or
   // given up on them). Runs callbacks with no lock held.
   void CheckLeaseWaiters(absl::Time now);
+  // Until when `agent` may have granted guest leases: max(last contact,
+  // its lease deadline). Its guests may hold them max_guest_lease_ms longer.
+  static absl::Time LastGrantBound(const Agent& agent);
   // Resolves one agent of one waiter; true if it no longer blocks it.
   bool ResolveAgentLocked(LeaseWaiter& w, const std::string& agent_id,
                           absl::Time give_up, absl::Time now)
@@ -401,6 +440,12 @@ class CoherenceCore {
   VolumeInfo InfoLocked(const std::string& name, const Volume& v) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckWritable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // OK, or why writes are refused: kResourceExhausted while the store is
+  // full, kUnavailable after any other store failure.
+  absl::Status StoreFailureLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Store full: asks the store to resume (every 500 ms) and accepts writes
+  // again once it does.
+  void MaybeResumeStore(absl::Time now);
 
   // Constant after construction.
   Store* const store_;
@@ -418,8 +463,10 @@ class CoherenceCore {
   std::vector<std::unique_ptr<LeaseWaiter>> lease_waiters_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool committer_done_ ABSL_GUARDED_BY(mu_) = false;
-  // Set when a store write failed: memory and disk may disagree.
+  // Set when a store write failed: memory and disk may disagree. Cleared
+  // only for a full store that resumed (the failed write is not in it).
   absl::Status store_failure_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_resume_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 
   std::thread committer_;
   std::thread maintenance_;

@@ -7,11 +7,21 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "common/failpoint.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/tls.h"
 
 namespace coherefs::server {
 namespace {
+
+// tests/faults/README.md. stream.send: before each Subscribe write (error
+// ends the stream with the injected status, as a broken send would; sleep
+// delays the thread that pumps it). bump.reply: a durable bump, before its
+// reply (panic: the "acknowledged or not" window; error: the caller sees a
+// failure for a bump that happened).
+COHEREFS_FAILPOINT_DEFINE(kStreamSend, "service.stream.send");
+COHEREFS_FAILPOINT_DEFINE(kBumpReply, "service.bump.reply");
 
 void ToProto(const VolumeInfo& info, v1::Volume* out) {
   out->set_name(info.name);
@@ -71,11 +81,16 @@ class StreamPump : public std::enable_shared_from_this<StreamPump> {
         case SubscriptionEvent::Kind::kInvalidations: {
           response_.Clear();
           auto* batch = response_.mutable_invalidations();
-          for (const LogEntry& e : ev.entries) {
+          for (size_t i = 0; i < ev.entries.size(); ++i) {
+            const LogEntry& e = ev.entries[i];
             auto* inv = batch->add_invalidations();
             inv->set_seq(e.seq);
             inv->set_slot(e.slot);
             inv->set_version(e.version);
+            if (i < ev.publish_times.size()) {
+              inv->set_commit_time_unix_ns(
+                  static_cast<uint64_t>(absl::ToUnixNanos(ev.publish_times[i])));
+            }
           }
           if (metrics_ != nullptr &&
               ev.oldest_publish_time != absl::InfinitePast()) {
@@ -109,6 +124,17 @@ class StreamPump : public std::enable_shared_from_this<StreamPump> {
       writing_ = write;
     }
     if (write) {
+      absl::Status injected = kStreamSend.Eval();
+      if (!injected.ok()) {
+        {
+          absl::MutexLock lock(&mu_);
+          writing_ = false;
+          finished_ = true;
+        }
+        sub_->Cancel();
+        reactor->Finish(ToGrpcStatus(injected));
+        return;
+      }
       reactor->StartWrite(&response_);
     } else {
       reactor->Finish(finish);
@@ -183,8 +209,26 @@ class SubscribeStream final
 
 }  // namespace
 
-CoordinatorService::CoordinatorService(CoherenceCore* core, Metrics* metrics)
-    : core_(core), metrics_(metrics) {}
+CoordinatorService::CoordinatorService(CoherenceCore* core, Metrics* metrics, bool mtls)
+    : core_(core), metrics_(metrics), access_(mtls) {}
+
+namespace {
+
+// The caller's certificate identities (empty for plaintext).
+std::vector<std::string> Peer(grpc::CallbackServerContext* ctx) {
+  std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
+  return auth != nullptr ? PeerIdentities(*auth) : std::vector<std::string>();
+}
+
+// A refusal is a security event: log it (the caller sees the same text).
+absl::Status Refused(absl::Status s, const char* method, grpc::CallbackServerContext* ctx) {
+  if (!s.ok()) {
+    LOG_WARN("call refused").Kv("method", method).Kv("peer", ctx->peer()).Kv("status", s);
+  }
+  return s;
+}
+
+}  // namespace
 
 absl::Status CoordinatorService::CheckDeadline(
     grpc::CallbackServerContext* ctx) {
@@ -213,11 +257,17 @@ grpc::ServerUnaryReactor* CoordinatorService::RegisterAgent(
   auto* reactor = ctx->DefaultReactor();
   absl::Status s = CheckDeadline(ctx);
   if (s.ok()) {
+    s = Refused(access_.CheckAgentId(Peer(ctx), request->agent_id()), "RegisterAgent", ctx);
+  }
+  if (s.ok()) {
     auto grant = core_->RegisterAgent(
         request->agent_id(), absl::Milliseconds(request->lease_ttl_ms()),
         request->max_guest_lease_ms());
     s = grant.status();
     if (grant.ok()) {
+      access_.Registered(request->agent_id(), std::vector<std::string>(
+                                                  request->volumes().begin(),
+                                                  request->volumes().end()));
       response->set_agent_id(request->agent_id());
       response->set_lease_ttl_ms(absl::ToInt64Milliseconds(grant->lease_ttl));
       response->set_epoch(grant->epoch);
@@ -232,6 +282,7 @@ grpc::ServerUnaryReactor* CoordinatorService::KeepAlive(
     v1::KeepAliveResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   absl::Status s = CheckDeadline(ctx);
+  if (s.ok()) s = Refused(access_.CheckAgentId(Peer(ctx), request->agent_id()), "KeepAlive", ctx);
   if (s.ok()) {
     auto grant = core_->KeepAlive(request->agent_id());
     s = grant.status();
@@ -250,7 +301,11 @@ grpc::ServerUnaryReactor* CoordinatorService::UnregisterAgent(
     v1::UnregisterAgentResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   absl::Status s = CheckDeadline(ctx);
+  if (s.ok()) {
+    s = Refused(access_.CheckAgentId(Peer(ctx), request->agent_id()), "UnregisterAgent", ctx);
+  }
   if (s.ok()) s = core_->UnregisterAgent(request->agent_id());
+  if (s.ok()) access_.Unregistered(request->agent_id());
   Finish(reactor, "UnregisterAgent", s);
   return reactor;
 }
@@ -305,6 +360,10 @@ grpc::ServerUnaryReactor* CoordinatorService::Resolve(
     v1::ResolveResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   absl::Status s = CheckDeadline(ctx);
+  if (s.ok()) {
+    s = Refused(access_.CheckVolume(Peer(ctx), request->agent_id(), request->volume()),
+                "Resolve", ctx);
+  }
   if (!s.ok()) {
     Finish(reactor, "Resolve", s);
     return reactor;
@@ -331,6 +390,10 @@ grpc::ServerUnaryReactor* CoordinatorService::Bump(
     v1::BumpResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   absl::Status s = CheckDeadline(ctx);
+  if (s.ok()) {
+    s = Refused(access_.CheckVolume(Peer(ctx), request->agent_id(), request->volume()), "Bump",
+                ctx);
+  }
   if (!s.ok()) {
     Finish(reactor, "Bump", s);
     return reactor;
@@ -349,7 +412,9 @@ grpc::ServerUnaryReactor* CoordinatorService::Bump(
                   response->set_lease_wait_ms(
                       absl::ToInt64Milliseconds(r->lease_wait));
                 }
-                Finish(reactor, "Bump", r.status());
+                absl::Status status = r.status();
+                if (status.ok()) status = kBumpReply.Eval();
+                Finish(reactor, "Bump", status);
               });
   return reactor;
 }
@@ -357,6 +422,10 @@ grpc::ServerUnaryReactor* CoordinatorService::Bump(
 grpc::ServerWriteReactor<v1::SubscribeResponse>* CoordinatorService::Subscribe(
     grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* request) {
   absl::Status s = CheckDeadline(ctx);
+  if (s.ok()) {
+    s = Refused(access_.CheckVolume(Peer(ctx), request->agent_id(), request->volume()),
+                "Subscribe", ctx);
+  }
   absl::StatusOr<std::shared_ptr<Subscription>> sub =
       s.ok() ? core_->Subscribe(request->volume(), request->from_seq(),
                                 request->agent_id())
@@ -404,6 +473,10 @@ grpc::ServerUnaryReactor* CoordinatorService::AckInvalidations(
   auto* reactor = ctx->DefaultReactor();
   absl::Status s = CheckDeadline(ctx);
   if (s.ok()) {
+    s = Refused(access_.CheckVolume(Peer(ctx), request->agent_id(), request->volume()),
+                "AckInvalidations", ctx);
+  }
+  if (s.ok()) {
     std::vector<std::pair<uint32_t, uint32_t>> leases;
     leases.reserve(request->leases_size());
     for (const v1::SlotLease& l : request->leases()) {
@@ -413,6 +486,36 @@ grpc::ServerUnaryReactor* CoordinatorService::AckInvalidations(
                                 request->seq(), leases);
   }
   Finish(reactor, "AckInvalidations", s);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::ListAgents(
+    grpc::CallbackServerContext* ctx, const v1::ListAgentsRequest* request,
+    v1::ListAgentsResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  absl::Status s = CheckDeadline(ctx);
+  if (s.ok()) {
+    response->set_epoch(core_->epoch());
+    for (const AgentInfo& a : core_->ListAgents()) {
+      v1::AgentInfo* out = response->add_agents();
+      out->set_agent_id(a.agent_id);
+      out->set_live(a.live);
+      out->set_lease_remaining_ms(absl::ToInt64Milliseconds(a.lease_remaining));
+      out->set_lease_ttl_ms(absl::ToInt64Milliseconds(a.lease_ttl));
+      out->set_expired_for_ms(absl::ToInt64Milliseconds(a.expired_for));
+      out->set_last_keepalive_age_ms(absl::ToInt64Milliseconds(a.since_keepalive));
+      out->set_max_guest_lease_ms(a.max_guest_lease_ms);
+      for (const AgentVolumeState& v : a.volumes) {
+        v1::AgentVolumeState* vs = out->add_volumes();
+        vs->set_volume(v.volume);
+        vs->set_streaming(v.streaming);
+        vs->set_committed_seq(v.committed_seq);
+        vs->set_delivered_seq(v.delivered_seq);
+        vs->set_acked_seq(v.acked_seq);
+      }
+    }
+  }
+  Finish(reactor, "ListAgents", s);
   return reactor;
 }
 

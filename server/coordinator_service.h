@@ -13,6 +13,7 @@
 #define COHEREFS_SERVER_COORDINATOR_SERVICE_H_
 
 #include "proto/coherefs/v1/coordinator.grpc.pb.h"
+#include "server/agent_access.h"
 #include "server/coherence_core.h"
 #include "server/metrics.h"
 
@@ -21,7 +22,9 @@ namespace coherefs::server {
 class CoordinatorService final
     : public coherefs::v1::Coordinator::CallbackService {
  public:
-  CoordinatorService(CoherenceCore* core, Metrics* metrics);
+  // `mtls`: the server authenticates callers with client certificates, so
+  // agent ids are bound to them (server/agent_access.h); false: --insecure.
+  CoordinatorService(CoherenceCore* core, Metrics* metrics, bool mtls = false);
 
   grpc::ServerUnaryReactor* RegisterAgent(
       grpc::CallbackServerContext* ctx,
@@ -60,6 +63,9 @@ class CoordinatorService final
       grpc::CallbackServerContext* ctx,
       const v1::AckInvalidationsRequest* request,
       v1::AckInvalidationsResponse* response) override;
+  grpc::ServerUnaryReactor* ListAgents(
+      grpc::CallbackServerContext* ctx, const v1::ListAgentsRequest* request,
+      v1::ListAgentsResponse* response) override;
 
  private:
   // Finishes `reactor` with `status`, counting errors by method.
@@ -70,6 +76,7 @@ class CoordinatorService final
 
   CoherenceCore* const core_;
   Metrics* const metrics_;
+  AgentAccess access_;
 };
 
 }  // namespace coherefs::server

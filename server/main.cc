@@ -28,8 +28,11 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/failpoint.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/tls.h"
+#include "common/tls_flags.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -66,6 +69,9 @@ ABSL_FLAG(std::string, volumes, "",
 ABSL_FLAG(std::string, port_file, "",
           "If set, write the bound gRPC port here once serving.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
+ABSL_FLAG(std::string, health_listen, "",
+          "host:port of a plaintext endpoint serving only grpc.health.v1 (for probes that "
+          "cannot present a client certificate, e.g. kubelet's); empty disables.");
 
 namespace coherefs::server {
 namespace {
@@ -128,6 +134,18 @@ int Run(int argc, char** argv) {
   }
   SetLogLevel(level);
   SetLogComponent("coordinator");
+  // Failpoints (tests only) are armed from COHEREFS_FAILPOINTS at load.
+  for (const std::string& name : UnknownArmedFailpoints()) {
+    LOG_WARN("COHEREFS_FAILPOINTS names no failpoint of this binary")
+        .Kv("failpoint", name);
+  }
+
+  // Transport security first: a coordinator without it must not start.
+  const TransportSecurity security = TransportSecurityFromFlags();
+  if (absl::Status s = CheckTransportSecurity(security); !s.ok()) Usage(std::string(s.message()));
+  auto credentials = MakeServerCredentials(security);
+  if (!credentials.ok()) Usage(std::string(credentials.status().message()));
+  if (security.insecure) LOG_WARN(InsecureWarning("the coordinator's gRPC service").c_str());
 
   CoreOptions options;
   options.default_lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
@@ -178,7 +196,7 @@ int Run(int argc, char** argv) {
   Metrics metrics(kVersion);
   auto core = CoherenceCore::Start(store->get(), options, &metrics);
   if (!core.ok()) {
-    LOG_ERROR("cannot start").Kv("status", core.status());
+    LOG_ERROR("cannot start").Kv("dir", data_dir).Kv("status", core.status());
     return 1;
   }
   for (const VolumeFlag& v : volumes) {
@@ -202,17 +220,30 @@ int Run(int argc, char** argv) {
     LOG_INFO("metrics listening").Kv("address", metrics_listen).Kv("port", *port);
   }
 
-  CoordinatorService service(core->get(), &metrics);
+  CoordinatorService service(core->get(), &metrics, security.tls());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, *credentials, &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     LOG_ERROR("cannot listen").Kv("address", listen);
     return 1;
+  }
+  // Health only, in plaintext: it reveals nothing but serving/not serving.
+  std::unique_ptr<grpc::Server> health_server;
+  if (const std::string health = absl::GetFlag(FLAGS_health_listen); !health.empty()) {
+    grpc::ServerBuilder health_builder;
+    int health_port = 0;
+    health_builder.AddListeningPort(health, grpc::InsecureServerCredentials(), &health_port);
+    health_server = health_builder.BuildAndStart();
+    if (health_server == nullptr || health_port == 0) {
+      LOG_ERROR("cannot listen").Kv("address", health).Kv("what", "health");
+      return 1;
+    }
+    LOG_INFO("health endpoint").Kv("address", health).Kv("port", health_port);
   }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {
@@ -227,6 +258,7 @@ int Run(int argc, char** argv) {
       .Kv("port", port)
       .Kv("data_dir", data_dir)
       .Kv("epoch", (*core)->epoch())
+      .Kv("transport", security.insecure ? "plaintext" : "mtls")
       .Kv("version", kVersion);
 
   // Wait for a signal; refresh the gauges meanwhile.
@@ -240,6 +272,7 @@ int Run(int argc, char** argv) {
     }
   }
   server->GetHealthCheckService()->SetServingStatus(false);
+  if (health_server != nullptr) health_server->GetHealthCheckService()->SetServingStatus(false);
   // A stop that hangs (a stream gRPC will not let go of) must not leave the
   // daemon half-alive: every acknowledged change is already synced to the
   // WAL, so exiting without closing RocksDB loses nothing.
@@ -250,6 +283,7 @@ int Run(int argc, char** argv) {
   }).detach();
   (*core)->Stop();  // ends streams, so Shutdown does not wait on them
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (health_server != nullptr) health_server->Shutdown();
   core->reset();
   store->reset();
   LOG_INFO("stopped");

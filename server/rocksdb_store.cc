@@ -1,11 +1,24 @@
 #include "server/rocksdb_store.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <map>
+#include <set>
 #include <system_error>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/errno_status.h"
+#include "common/failpoint.h"
 #include "common/status_macros.h"
+#include "common/unique_fd.h"
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
@@ -14,10 +27,18 @@
 namespace coherefs::server {
 namespace {
 
+// tests/faults/README.md: around the durable write of a group commit (the
+// WAL append and fsync are one RocksDB Write), and of a log compaction.
+COHEREFS_FAILPOINT_DEFINE(kCommitBeforeSync, "store.commit.before_sync");
+COHEREFS_FAILPOINT_DEFINE(kCommitAfterSync, "store.commit.after_sync");
+COHEREFS_FAILPOINT_DEFINE(kCompactBeforeSync, "store.compact.before_sync");
+
 absl::Status ToAbsl(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   std::string msg = absl::StrCat(what, ": ", s.ToString());
   if (s.IsNotFound()) return absl::NotFoundError(msg);
+  // A full disk: retrying will not help until space is freed.
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(msg);
   if (s.IsCorruption()) return absl::DataLossError(msg);
   if (s.IsIOError() || s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) {
     return absl::UnavailableError(msg);
@@ -72,6 +93,22 @@ std::string PrefixEnd(std::string prefix) {
   return prefix;
 }
 
+// kResourceExhausted while less than kMinFreeBytes are free under `dir`.
+absl::Status CheckFreeSpace(const std::string& dir, absl::string_view what) {
+  struct statvfs st;
+  if (statvfs(dir.c_str(), &st) != 0) {
+    return ErrnoStatus(errno, absl::StrCat(what, "statvfs ", dir));
+  }
+  const uint64_t free_bytes = uint64_t{st.f_bavail} * st.f_frsize;
+  if (free_bytes < RocksDbStore::kMinFreeBytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        what, dir, ": ", free_bytes, " bytes free, below the ",
+        RocksDbStore::kMinFreeBytes,
+        " the store keeps in reserve (disk full)"));
+  }
+  return absl::OkStatus();
+}
+
 const rocksdb::WriteOptions& SyncWrite() {
   static const rocksdb::WriteOptions* options = [] {
     auto* o = new rocksdb::WriteOptions;
@@ -97,35 +134,214 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   // log footprint small too.
   options.max_background_jobs = 2;
   options.keep_log_file_num = 3;
+  // Never serve a store that may have lost acknowledged writes (README
+  // "Corruption"): every write is synced before it is acknowledged, so the
+  // only damage a crash can leave is an incomplete last WAL record, which
+  // was never acknowledged; kTolerateCorruptedTailRecords drops exactly
+  // that and refuses to open on anything else (a checksum mismatch in any
+  // record). kPointInTimeRecovery (the default) would instead stop replay
+  // at a corrupt record and silently drop every acknowledged write after it.
+  options.paranoid_checks = true;
+  options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  // A closed WAL that is missing or shorter than when it was synced fails
+  // the open too.
+  options.track_and_verify_wals_in_manifest = true;
+  // Opening replays the WAL into a new SST: on a full disk RocksDB would
+  // fail that write and then abort on an assertion (Debian's librocksdb
+  // keeps them). Refuse first, with a clear error.
+  RETURN_IF_ERROR(CheckFreeSpace(dir, "open rocksdb "));
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
   if (!s.ok()) return ToAbsl(s, absl::StrCat("open rocksdb ", dir));
-  return std::unique_ptr<RocksDbStore>(
-      new RocksDbStore(dir, std::unique_ptr<rocksdb::DB>(raw)));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  // Open reads only the MANIFEST and the WAL; a damaged SST would surface
+  // later, on some read. Check every block now (the store is small: the
+  // change log plus one record per slot), before anything is served.
+  s = db->VerifyChecksum();
+  if (!s.ok()) {
+    db->Close().PermitUncheckedError();
+    return ToAbsl(s, absl::StrCat("verify rocksdb ", dir));
+  }
+  return std::unique_ptr<RocksDbStore>(new RocksDbStore(dir, std::move(db)));
 }
 
 RocksDbStore::RocksDbStore(std::string dir, std::unique_ptr<rocksdb::DB> db)
     : dir_(std::move(dir)), db_(std::move(db)) {}
 
 RocksDbStore::~RocksDbStore() {
+  if (write_failed_.load()) {
+    // Debian's librocksdb keeps its assertions, and closing a WAL writer
+    // that saw an error trips one (abort). Everything acknowledged is
+    // already synced, so leave the DB to the process exit instead.
+    (void)db_.release();
+    return;
+  }
   // Close explicitly so background work stops before the DB is deleted.
   db_->Close().PermitUncheckedError();
+}
+
+absl::Status RocksDbStore::CheckSpace() { return CheckFreeSpace(dir_, ""); }
+
+absl::Status RocksDbStore::Write(rocksdb::WriteBatch* batch,
+                                 absl::string_view what) {
+  // Refuse before RocksDB sees the write: a WAL append that fails on a
+  // full disk leaves RocksDB unable to continue (see Resume).
+  RETURN_IF_ERROR(CheckSpace());
+  absl::Status s = ToAbsl(db_->Write(SyncWrite(), batch), what);
+  if (!s.ok()) write_failed_.store(true);
+  return s;
 }
 
 absl::StatusOr<uint64_t> RocksDbStore::LoadEpoch() {
   std::string value;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), "E", &value);
-  if (s.IsNotFound()) return 0;
-  RETURN_IF_ERROR(ToAbsl(s, "read epoch"));
-  if (value.size() != 8) return absl::DataLossError("epoch record size");
-  return GetBe(value, 8);
+  uint64_t epoch = 0;
+  if (!s.IsNotFound()) {
+    RETURN_IF_ERROR(ToAbsl(s, "read epoch"));
+    if (value.size() != 8) return absl::DataLossError("epoch record size");
+    epoch = GetBe(value, 8);
+  }
+  // The witness file catches a store that silently went back in time (a
+  // truncated MANIFEST drops whole SSTs, and the epoch with them, without
+  // an error): refuse it, since it would hand out versions agents have
+  // already seen for other changes. (A whole directory restored from an
+  // old backup brings its old witness along: not detected.)
+  ASSIGN_OR_RETURN(uint64_t witnessed, ReadEpochWitness());
+  if (witnessed > epoch) {
+    return absl::DataLossError(absl::StrCat(
+        "store ", dir_, " is at epoch ", epoch, " but was started at epoch ",
+        witnessed, " (", kEpochWitness,
+        "): it lost acknowledged writes; restore it or start afresh"));
+  }
+  return epoch;
 }
 
 absl::Status RocksDbStore::SaveEpoch(uint64_t epoch) {
-  return ToAbsl(db_->Put(SyncWrite(), "E", Be(epoch, 8)), "write epoch");
+  rocksdb::WriteBatch wb;
+  RETURN_IF_ERROR(ToAbsl(wb.Put("E", Be(epoch, 8)), "batch"));
+  RETURN_IF_ERROR(Write(&wb, "write epoch"));
+  // After the store: a crash in between leaves the witness one behind,
+  // which LoadEpoch accepts.
+  return WriteEpochWitness(epoch);
+}
+
+absl::StatusOr<uint64_t> RocksDbStore::ReadEpochWitness() {
+  const std::string path = absl::StrCat(dir_, "/", kEpochWitness);
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return 0;  // a store from before the witness
+    return ErrnoStatus(errno, absl::StrCat("open ", path));
+  }
+  char buf[32];
+  ssize_t n = read(fd.get(), buf, sizeof(buf) - 1);
+  if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", path));
+  uint64_t epoch = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(
+                            absl::string_view(buf, size_t(n))),
+                        &epoch)) {
+    return absl::DataLossError(absl::StrCat(path, ": not an epoch"));
+  }
+  return epoch;
+}
+
+absl::Status RocksDbStore::WriteEpochWitness(uint64_t epoch) {
+  const std::string path = absl::StrCat(dir_, "/", kEpochWitness);
+  const std::string tmp = path + ".tmp";
+  const std::string text = absl::StrCat(epoch, "\n");
+  {
+    UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                     0644));
+    if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open ", tmp));
+    if (write(fd.get(), text.data(), text.size()) != ssize_t(text.size()) ||
+        fsync(fd.get()) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("write ", tmp));
+    }
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("rename ", tmp));
+  }
+  UniqueFd dir(open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid() || fsync(dir.get()) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fsync ", dir_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RocksDbStore::CheckConsistency() {
+  // One pass over every key: each must belong to a volume that exists, and
+  // each volume's log must end at its committed_seq. A store missing part
+  // of its files (see LoadEpoch) fails here if the rest disagrees.
+  std::set<std::string, std::less<>> volumes;
+  std::map<std::string, uint64_t, std::less<>> last_log_seq, committed;
+  std::set<std::string, std::less<>> referenced;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    absl::string_view key = View(it->key());
+    if (key.empty()) return absl::DataLossError("empty key in store");
+    const char tag = key[0];
+    absl::string_view rest = key.substr(1);
+    switch (tag) {
+      case 'E':
+        break;
+      case 'M':
+        volumes.emplace(rest);
+        break;
+      case 'C':
+        if (it->value().size() != 8) {
+          return absl::DataLossError(absl::StrCat("committed_seq of ", rest));
+        }
+        committed[std::string(rest)] = GetBe(View(it->value()), 8);
+        referenced.emplace(rest);
+        break;
+      case 'F':
+        referenced.emplace(rest);
+        break;
+      case 'K':
+      case 'V':
+      case 'L': {
+        size_t nul = rest.find('\0');
+        if (nul == absl::string_view::npos) {
+          return absl::DataLossError("malformed key in store");
+        }
+        absl::string_view name = rest.substr(0, nul);
+        referenced.emplace(name);
+        if (tag == 'L') {
+          if (rest.size() != nul + 9) {
+            return absl::DataLossError(absl::StrCat("log key of ", name));
+          }
+          last_log_seq[std::string(name)] = GetBe(rest.substr(nul + 1), 8);
+        }
+        break;
+      }
+      default:
+        return absl::DataLossError(
+            absl::StrCat("unknown record tag '", std::string(1, tag),
+                         "' in store"));
+    }
+  }
+  RETURN_IF_ERROR(ToAbsl(it->status(), "scan store"));
+  for (const std::string& name : referenced) {
+    if (volumes.count(name) == 0) {
+      return absl::DataLossError(absl::StrCat(
+          "store ", dir_, " has records of volume '", name,
+          "' but not the volume itself: it lost acknowledged writes"));
+    }
+  }
+  for (const auto& [name, seq] : last_log_seq) {
+    auto c = committed.find(name);
+    if (c == committed.end() || c->second != seq) {
+      return absl::DataLossError(absl::StrCat(
+          "store ", dir_, ": the change log of volume '", name,
+          "' ends at seq ", seq, " but committed_seq is ",
+          c == committed.end() ? 0 : c->second));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<StoredVolume>> RocksDbStore::LoadVolumes() {
+  RETURN_IF_ERROR(CheckConsistency());
   std::vector<StoredVolume> out;
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions()));
@@ -209,7 +425,10 @@ absl::Status RocksDbStore::Commit(const StoreBatch& batch) {
     RETURN_IF_ERROR(ToAbsl(
         wb.Put(MetaKey('C', a.volume), Be(a.entry.seq, 8)), "batch"));
   }
-  return ToAbsl(db_->Write(SyncWrite(), &wb), "commit");
+  RETURN_IF_ERROR(kCommitBeforeSync.Eval());
+  RETURN_IF_ERROR(Write(&wb, "commit"));
+  // Durable now; a failure here is "written but not acknowledged".
+  return kCommitAfterSync.Eval();
 }
 
 absl::StatusOr<std::vector<LogEntry>> RocksDbStore::ReadLog(
@@ -252,7 +471,18 @@ absl::Status RocksDbStore::CompactLog(absl::string_view volume,
       wb.DeleteRange(LogKey(volume, 0), LogKey(volume, before_seq)), "batch"));
   RETURN_IF_ERROR(
       ToAbsl(wb.Put(MetaKey('F', volume), Be(before_seq, 8)), "batch"));
-  return ToAbsl(db_->Write(SyncWrite(), &wb), "compact log");
+  RETURN_IF_ERROR(kCompactBeforeSync.Eval());
+  return Write(&wb, "compact log");
+}
+
+absl::Status RocksDbStore::Resume() {
+  if (write_failed_.load()) {
+    // RocksDB itself failed a write: with Debian's assertion-enabled
+    // librocksdb, DB::Resume() then aborts on the failed WAL writer.
+    return absl::UnavailableError(absl::StrCat(
+        "rocksdb ", dir_, " failed a write; restart the coordinator"));
+  }
+  return CheckSpace();
 }
 
 uint64_t RocksDbStore::ApproximateSizeBytes() {

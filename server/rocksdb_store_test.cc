@@ -1,11 +1,14 @@
 #include "server/rocksdb_store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <filesystem>
 #include <string>
 
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
 #include "server/store_contract.h"
 
 namespace coherefs::server {
@@ -102,6 +105,75 @@ TEST_F(RocksDbStoreTest, SecondOpenOfSameDirectoryFails) {
   auto second = RocksDbStore::Open(dir_);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+}
+
+// The epoch is also kept in COHEREFS_EPOCH: a store whose epoch went back
+// (it lost records RocksDB did not notice) refuses; one behind (a crash
+// between the store write and the witness) is fine.
+TEST_F(RocksDbStoreTest, EpochBehindItsWitnessIsDataLoss) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->SaveEpoch(5).ok());
+  }
+  auto write_witness = [&](const char* text) {
+    FILE* f = fopen((dir_ + "/COHEREFS_EPOCH").c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fputs(text, f);
+    fclose(f);
+  };
+  write_witness("4\n");
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(*store->LoadEpoch(), 5u);
+  }
+  write_witness("9\n");
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto epoch = store->LoadEpoch();
+  ASSERT_FALSE(epoch.ok());
+  EXPECT_EQ(epoch.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(epoch.status().message().find(dir_), absl::string_view::npos);
+}
+
+// Records RocksDB kept while losing others (a truncated MANIFEST drops
+// whole SSTs) must not load as a smaller, "valid" store.
+TEST_F(RocksDbStoreTest, InconsistentRecordsAreDataLoss) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    WriteSample(store.get());
+  }
+  auto put_raw = [&](const std::string& key, const std::string& value) {
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_, &db).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), key, value).ok());
+    delete db;
+  };
+  // committed_seq no longer where the log ends (seq 5).
+  put_raw("Cvol", std::string("\0\0\0\0\0\0\0\3", 8));
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    auto volumes = store->LoadVolumes();
+    ASSERT_FALSE(volumes.ok());
+    EXPECT_EQ(volumes.status().code(), absl::StatusCode::kDataLoss);
+  }
+  put_raw("Cvol", std::string("\0\0\0\0\0\0\0\5", 8));
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    EXPECT_TRUE(store->LoadVolumes().ok());
+  }
+  // A slot of a volume the store does not have.
+  put_raw(std::string("Kgone\0\0\0\0\0", 10), "key");
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto volumes = store->LoadVolumes();
+  ASSERT_FALSE(volumes.ok());
+  EXPECT_EQ(volumes.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(volumes.status().message().find("'gone'"), absl::string_view::npos);
 }
 
 }  // namespace

@@ -13,7 +13,8 @@
 // the write methods from one thread (its committer) and ReadLog from many.
 //
 // Errors: kNotFound for a volume the store does not know (ReadLog); kDataLoss
-// for corrupt records; kUnavailable / kInternal for I/O failures.
+// for corrupt records; kResourceExhausted for a full disk (see Resume);
+// kUnavailable / kInternal for other I/O failures.
 #ifndef COHEREFS_SERVER_STORE_H_
 #define COHEREFS_SERVER_STORE_H_
 
@@ -102,6 +103,13 @@ class Store {
 
   // Approximate bytes on disk (0 for memory).
   virtual uint64_t ApproximateSizeBytes() = 0;
+
+  // After a write failed with kResourceExhausted (disk full): makes the
+  // store writable again if space allows (the failed write is not in it).
+  // Default kUnimplemented: such a store stays failed.
+  virtual absl::Status Resume() {
+    return absl::UnimplementedError("this store cannot resume");
+  }
 };
 
 }  // namespace coherefs::server

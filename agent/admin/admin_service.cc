@@ -87,6 +87,24 @@ v1::AgentStatus BuildStatus(const AdminSources& sources) {
       out->set_bytes_in(m.bytes_in);
       out->set_bytes_out(m.bytes_out);
     }
+    out->set_cache(g.cache);
+    if (g.server != nullptr) {
+      virtio_fs::GuestSession session = g.server->Session();
+      out->set_connected(session.vhost.connected);
+      out->set_evicted(session.vhost.evicted);
+      out->set_refused_connections(session.vhost.refused);
+      out->set_fuse_major(session.fuse.major);
+      out->set_fuse_minor(session.fuse.minor);
+      out->set_max_write(session.fuse.max_write);
+      for (const vhost_user::QueueInfo& q : session.vhost.queues) {
+        v1::AgentQueueStatus* qs = out->add_queues();
+        qs->set_index(q.index);
+        qs->set_size(q.size);
+        qs->set_started(q.started);
+        qs->set_enabled(q.enabled);
+        qs->set_in_flight(q.in_flight);
+      }
+    }
   }
   return status;
 }
@@ -170,6 +188,60 @@ absl::StatusOr<v1::DrainResponse> SetDrain(const AdminSources& sources,
   return response;
 }
 
+namespace {
+
+// The server of guest `name`, or the error the proto documents.
+absl::StatusOr<virtio_fs::Server*> GuestServer(const AdminSources& sources,
+                                              const std::string& name) {
+  if (name.empty()) return absl::InvalidArgumentError("guest name: empty");
+  for (const AdminGuest& g : sources.guests) {
+    if (g.name != name) continue;
+    if (g.server == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("guest \"", name, "\" has no session control"));
+    }
+    return g.server;
+  }
+  return absl::NotFoundError(absl::StrCat("no guest named \"", name, "\""));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::EvictGuestResponse> EvictGuest(const AdminSources& sources,
+                                                  const v1::EvictGuestRequest& request) {
+  absl::StatusOr<virtio_fs::Server*> server = GuestServer(sources, request.name());
+  if (!server.ok()) return server.status();
+  v1::EvictGuestResponse response;
+  response.set_was_connected((*server)->Evict());
+  LOG_WARN("guest evicted by an operator; its socket refuses connections until admitted")
+      .Kv("guest", request.name())
+      .Kv("was_connected", response.was_connected());
+  return response;
+}
+
+absl::StatusOr<v1::AdmitGuestResponse> AdmitGuest(const AdminSources& sources,
+                                                  const v1::AdmitGuestRequest& request) {
+  absl::StatusOr<virtio_fs::Server*> server = GuestServer(sources, request.name());
+  if (!server.ok()) return server.status();
+  v1::AdmitGuestResponse response;
+  response.set_was_evicted((*server)->Admit());
+  LOG_INFO("guest admitted").Kv("guest", request.name()).Kv("was_evicted",
+                                                            response.was_evicted());
+  return response;
+}
+
+grpc::ServerUnaryReactor* AgentAdminService::EvictGuest(grpc::CallbackServerContext* ctx,
+                                                        const v1::EvictGuestRequest* request,
+                                                        v1::EvictGuestResponse* response) {
+  return Answer(ctx, admin::EvictGuest(sources_, *request), response);
+}
+
+grpc::ServerUnaryReactor* AgentAdminService::AdmitGuest(grpc::CallbackServerContext* ctx,
+                                                        const v1::AdmitGuestRequest* request,
+                                                        v1::AdmitGuestResponse* response) {
+  return Answer(ctx, admin::AdmitGuest(sources_, *request), response);
+}
+
 grpc::ServerUnaryReactor* AgentAdminService::Drain(grpc::CallbackServerContext* ctx,
                                                    const v1::DrainRequest* request,
                                                    v1::DrainResponse* response) {
@@ -194,8 +266,9 @@ grpc::ServerUnaryReactor* AgentAdminService::ReadTable(grpc::CallbackServerConte
   return Answer(ctx, ReadTablePage(sources_, *request), response);
 }
 
-absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& listen,
-                                                                AdminSources sources) {
+absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
+    const std::string& listen, AdminSources sources,
+    std::shared_ptr<grpc::ServerCredentials> credentials) {
   std::unique_ptr<AdminServer> server(new AdminServer());
   server->service_ = std::make_unique<AgentAdminService>(std::move(sources));
   grpc::EnableDefaultHealthCheckService(true);
@@ -205,7 +278,8 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::strin
   // would then share it silently instead of failing.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(
+      listen, credentials != nullptr ? credentials : grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || port == 0) {

@@ -1,18 +1,24 @@
 // The agent's admin gRPC service (proto/coherefs/v1/agent_admin.proto):
 // GetStatus, GetSlot and ReadTable over the state the Agent already keeps
 // (coordinator link, version tables, volume coherence, guest device
-// metrics), and Drain, the one call that changes something: whether a
-// volume grants leases (VolumeCoherence::SetDraining).
+// metrics and sessions), and the calls that change something: Drain
+// (whether a volume grants leases, VolumeCoherence::SetDraining) and
+// EvictGuest/AdmitGuest (close a guest's vhost-user session and refuse its
+// socket, or accept it again: virtio_fs::Server::Evict/Admit).
 //
 // Ownership: AdminSources borrows the link, tables and coherence states;
 // the Agent keeps them alive until after AdminServer::Stop() has returned.
-// Thread-safety: the service's methods run on gRPC threads and only read
-// atomics and seqlocked table headers (Drain sets an atomic), so they need
-// no lock of their own.
+// Thread-safety: the service's methods run on gRPC threads and read atomics,
+// seqlocked table headers and the guests' session snapshots
+// (virtio_fs::Server::Session, which locks inside); Drain sets an atomic,
+// EvictGuest/AdmitGuest go through the thread-safe Server::Evict/Admit. The
+// service needs no lock of its own.
 //
 // Errors (as the proto documents): INVALID_ARGUMENT (empty volume name),
 // NOT_FOUND (no table for the volume), OUT_OF_RANGE (slot >= capacity);
 // Drain: NOT_FOUND (unknown volume), FAILED_PRECONDITION (coherence off);
+// EvictGuest/AdmitGuest: INVALID_ARGUMENT (empty name), NOT_FOUND (unknown
+// guest);
 // AdminServer::Start: UNAVAILABLE when the address cannot be bound.
 #ifndef COHEREFS_AGENT_ADMIN_ADMIN_SERVICE_H_
 #define COHEREFS_AGENT_ADMIN_ADMIN_SERVICE_H_
@@ -29,6 +35,7 @@
 #include "agent/coherence/version_table.h"
 #include "agent/coherence/volume_coherence.h"
 #include "agent/vhost_user/metrics.h"
+#include "agent/virtio_fs/device.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/coherefs/v1/agent_admin.grpc.pb.h"
 
@@ -47,6 +54,10 @@ struct AdminGuest {
   std::string socket_path;
   std::string volume;
   std::function<vhost_user::MetricsSnapshot()> metrics;  // may be empty
+  std::string cache;  // "none" | "auto" | "always"
+  // The guest's socket server (may be null: no session detail, and
+  // EvictGuest/AdmitGuest answer FAILED_PRECONDITION).
+  virtio_fs::Server* server = nullptr;
 };
 
 struct AdminSources {
@@ -65,6 +76,10 @@ absl::StatusOr<v1::ReadTableResponse> ReadTablePage(const AdminSources& sources,
                                                     const v1::ReadTableRequest& request);
 absl::StatusOr<v1::DrainResponse> SetDrain(const AdminSources& sources,
                                            const v1::DrainRequest& request);
+absl::StatusOr<v1::EvictGuestResponse> EvictGuest(const AdminSources& sources,
+                                                  const v1::EvictGuestRequest& request);
+absl::StatusOr<v1::AdmitGuestResponse> AdmitGuest(const AdminSources& sources,
+                                                  const v1::AdmitGuestRequest& request);
 
 class AgentAdminService final : public v1::AgentAdmin::CallbackService {
  public:
@@ -82,6 +97,12 @@ class AgentAdminService final : public v1::AgentAdmin::CallbackService {
   grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx,
                                   const v1::DrainRequest* request,
                                   v1::DrainResponse* response) override;
+  grpc::ServerUnaryReactor* EvictGuest(grpc::CallbackServerContext* ctx,
+                                       const v1::EvictGuestRequest* request,
+                                       v1::EvictGuestResponse* response) override;
+  grpc::ServerUnaryReactor* AdmitGuest(grpc::CallbackServerContext* ctx,
+                                       const v1::AdmitGuestRequest* request,
+                                       v1::AdmitGuestResponse* response) override;
 
  private:
   const AdminSources sources_;
@@ -90,9 +111,13 @@ class AgentAdminService final : public v1::AgentAdmin::CallbackService {
 // The service on its own gRPC server, with health checking and reflection.
 class AdminServer {
  public:
-  // Listens on `listen` (host:port; port 0 picks one).
-  static absl::StatusOr<std::unique_ptr<AdminServer>> Start(const std::string& listen,
-                                                            AdminSources sources);
+  // Listens on `listen` (host:port; port 0 picks one) with `credentials`
+  // (common/tls.h MakeServerCredentials: mutual TLS, so every caller needs
+  // a client certificate the CA signed; or plaintext under --insecure).
+  // nullptr: plaintext (tests).
+  static absl::StatusOr<std::unique_ptr<AdminServer>> Start(
+      const std::string& listen, AdminSources sources,
+      std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
   ~AdminServer();
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;

@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/errno_status.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -84,12 +86,40 @@ std::optional<uint32_t> CoherentFs::SlotOf(InodeId inode, InodeId parent) {
   return *slot;
 }
 
+namespace {
+
+bool RetryableLookup(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsFailedPrecondition(s) ||
+         absl::IsCancelled(s) || absl::IsDeadlineExceeded(s);
+}
+
+}  // namespace
+
+absl::StatusOr<uint32_t> CoherentFs::SlotForChangedKey(const std::string& key) {
+  // A change's slot lookup may race a coordinator restart (BeforeChange saw
+  // the volume unfenced just before): ask again, as a strict bump does, for
+  // up to the change timeout. Found by tests/faults:kill_loop_test (a rename
+  // got EIO right after a coordinator SIGKILL).
+  const absl::Time deadline = absl::Now() + volume_->options().change_timeout;
+  absl::Duration backoff = absl::Milliseconds(20);
+  absl::StatusOr<uint32_t> slot = volume_->SlotForKey(key);
+  while (!slot.ok() && RetryableLookup(slot.status()) && absl::Now() + backoff < deadline) {
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Milliseconds(500));
+    slot = volume_->SlotForKey(key);
+  }
+  return slot;
+}
+
 absl::StatusOr<uint32_t> CoherentFs::SlotForChange(InodeId inode) {
-  std::optional<uint32_t> slot = SlotOf(inode);
-  if (!slot.has_value()) {
+  if (std::optional<uint32_t> slot = SlotOf(inode); slot.has_value()) return *slot;
+  absl::StatusOr<std::string> key = keys_.key_of(inode);
+  absl::StatusOr<uint32_t> slot = key.ok() ? SlotForChangedKey(*key) : key.status();
+  if (!slot.ok()) {
     return ErrnoStatus(EIO, absl::StrCat("volume ", volume_->options().volume,
                                          ": no version slot for inode ", inode,
-                                         " (coordinator unreachable?)"));
+                                         " (coordinator unreachable?): ",
+                                         slot.status().message()));
   }
   return *slot;
 }
@@ -146,7 +176,7 @@ absl::StatusOr<std::optional<uint32_t>> CoherentFs::ChildSlot(const Context& ctx
   absl::StatusOr<std::string> key = keys_.key_of(child->inode);
   inner_->Forget(child->inode, 1);
   RETURN_IF_ERROR(key.status());
-  absl::StatusOr<uint32_t> slot = volume_->SlotForKey(*key);
+  absl::StatusOr<uint32_t> slot = SlotForChangedKey(*key);
   if (!slot.ok()) {
     return ErrnoStatus(EIO, absl::StrCat("volume ", volume_->options().volume,
                                          ": no version slot for ", name, ": ",

@@ -176,6 +176,9 @@ class CoherentFs final : public fuse::FileSystem {
   void PrefetchChildren(fuse::InodeId dir);
   // The same, as a status for changes (EIO when it cannot be had).
   absl::StatusOr<uint32_t> SlotForChange(fuse::InodeId inode);
+  // The slot of a key about to change: resolves, retrying transient
+  // coordinator errors for up to the change timeout.
+  absl::StatusOr<uint32_t> SlotForChangedKey(const std::string& key);
   Seen See(fuse::InodeId inode, fuse::InodeId parent = 0);
   // The slot of `name` in `parent` (nullopt: no such entry), looked up in
   // the inner file system without keeping the lookup.

@@ -5,12 +5,17 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "grpcpp/grpcpp.h"
 
 namespace coherefs::agent::coherence {
 namespace {
+
+// tests/faults/README.md: before a Bump is sent (error: the call fails with
+// the injected code, as an unreachable coordinator would; sleep: delays it).
+COHEREFS_FAILPOINT_DEFINE(kLinkBump, "agent.link.bump");
 
 absl::Duration ToDuration(std::chrono::steady_clock::duration d) {
   return absl::FromChrono(d);
@@ -36,7 +41,10 @@ std::shared_ptr<client::CoordinatorClient> MakeClient(
   client_options.deadline = options.rpc_deadline;
   return std::make_shared<client::CoordinatorClient>(
       grpc::CreateCustomChannel(options.target,
-                                grpc::InsecureChannelCredentials(), args),
+                                options.credentials != nullptr
+                                    ? options.credentials
+                                    : grpc::InsecureChannelCredentials(),
+                                args),
       client_options);
 }
 
@@ -156,12 +164,29 @@ bool CoordinatorLink::LeaseLiveLocked() const {
   return registered_ && Clock::now() < lease_deadline_;
 }
 
+void CoordinatorLink::PublishLeaseDeadlineLocked() {
+  lease_deadline_ns_.store(
+      registered_ ? std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        lease_deadline_.time_since_epoch())
+                        .count()
+                  : 0,
+      std::memory_order_release);
+}
+
+bool CoordinatorLink::lease_lapsed() const {
+  const int64_t deadline = lease_deadline_ns_.load(std::memory_order_acquire);
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             Clock::now().time_since_epoch())
+             .count() >= deadline;
+}
+
 bool CoordinatorLink::VolumeFencedLocked(const VolumeState& vol) const {
   return stopping_ || !LeaseLiveLocked() || !vol.synced ||
          vol.synced_epoch != epoch_;
 }
 
 void CoordinatorLink::UpdateFencesLocked() {
+  PublishLeaseDeadlineLocked();
   const bool live = LeaseLiveLocked();
   if (lease_live_published_ && !live && registered_) {
     metrics_.lease_lapses.fetch_add(1, std::memory_order_relaxed);
@@ -282,8 +307,11 @@ void CoordinatorLink::LeaseLoop() {
     }
     if (!registered) {
       const Clock::time_point sent = Clock::now();
-      auto reply = Client()->RegisterAgent(
-          options_.agent_id, options_.lease_ttl, options_.max_guest_lease_ms);
+      // The coordinator lets this agent touch only the volumes named here.
+      std::vector<std::string> volume_names;
+      for (const auto& vol : volumes_) volume_names.push_back(vol->name);
+      auto reply = Client()->RegisterAgent(options_.agent_id, options_.lease_ttl,
+                                           options_.max_guest_lease_ms, volume_names);
       if (reply.ok()) {
         absl::MutexLock lock(&mu_);
         registered_ = true;
@@ -333,7 +361,16 @@ void CoordinatorLink::LeaseLoop() {
       continue;
     }
     const Clock::time_point sent = Clock::now();
-    auto reply = Client()->KeepAlive(options_.agent_id);
+    // Bounded by the lease: a call that hangs (a partition drops packets
+    // rather than refusing them) must not keep this thread from fencing at
+    // the deadline; the fence flag, the table header and on_fence_change
+    // are published here. (The rpc deadline, 5 s, exceeds short TTLs.)
+    // Once lapsed (already fenced) the client's own deadline applies.
+    absl::Duration renew_budget = absl::ZeroDuration();
+    if (deadline > sent) {
+      renew_budget = std::max(absl::Milliseconds(1), ToDuration(deadline - sent));
+    }
+    auto reply = Client()->KeepAlive(options_.agent_id, renew_budget);
     if (reply.ok()) {
       absl::MutexLock lock(&mu_);
       granted_ttl_ = absl::Milliseconds(reply->lease_ttl_ms());
@@ -566,10 +603,17 @@ absl::Status CoordinatorLink::RunStream(VolumeState* vol, bool just_resynced,
         break;
       }
       case v1::SubscribeResponse::kInvalidations: {
+        const int64_t received_ns = absl::ToUnixNanos(absl::Now());
         std::vector<uint32_t> applied;
         applied.reserve(message.invalidations().invalidations_size());
         for (const v1::Invalidation& inv :
              message.invalidations().invalidations()) {
+          if (inv.commit_time_unix_ns() != 0) {
+            const int64_t lag_ns =
+                received_ns - static_cast<int64_t>(inv.commit_time_unix_ns());
+            vol->metrics.delivery_lag.Observe(
+                static_cast<double>(std::max<int64_t>(0, lag_ns)) / 1e9);
+          }
           if (inv.seq() != vol->next_seq) {
             LOG_ERROR("sequence gap on the stream; resynchronising")
                 .Kv("volume", vol->name)
@@ -668,7 +712,7 @@ void CoordinatorLink::Ack(VolumeState* vol, const std::vector<uint32_t>* slots) 
 absl::StatusOr<std::vector<v1::SlotVersion>> CoordinatorLink::Resolve(
     const std::string& volume, const std::vector<std::string>& keys) {
   RETURN_IF_ERROR(CheckLease());
-  ASSIGN_OR_RETURN(v1::ResolveResponse reply, Client()->Resolve(volume, keys));
+  ASSIGN_OR_RETURN(v1::ResolveResponse reply, Client()->Resolve(volume, keys, options_.agent_id));
   std::vector<v1::SlotVersion> out(reply.slots().begin(), reply.slots().end());
   VolumeState* vol = Find(volume);
   if (vol != nullptr) {
@@ -684,6 +728,7 @@ absl::StatusOr<BumpResult> CoordinatorLink::Bump(
     const std::string& volume, const std::vector<uint32_t>& slots,
     bool wait_for_leases) {
   RETURN_IF_ERROR(CheckLease());
+  RETURN_IF_ERROR(kLinkBump.Eval());
   ASSIGN_OR_RETURN(
       v1::BumpResponse reply,
       Client()->Bump(volume, slots, options_.agent_id, wait_for_leases));

@@ -20,7 +20,10 @@
 //   - during a resync;
 //   - after Stop().
 // The table's `fenced` header flag mirrors the state (the lease thread wakes
-// at the lease deadline to set it). fenced() is the OR over all volumes.
+// at the lease deadline to set it; a renewal in flight is given only the
+// time left on the lease, so a coordinator that stops answering cannot
+// hold the thread past it). lease_lapsed() reads the deadline by the clock,
+// lock-free, for callers that must not trust the published flag alone. fenced() is the OR over all volumes.
 // WaitUnfenced/WaitFenced block on the state; `on_fence_change` is called on
 // every transition.
 //
@@ -58,6 +61,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/coherence/version_table.h"
+#include "agent/metrics/atomic_histogram.h"
 #include "client/coordinator_client.h"
 
 namespace coherefs::agent::coherence {
@@ -70,6 +74,9 @@ struct LinkVolume {
 struct CoordinatorLinkOptions {
   // Coordinator address host:port. Required.
   std::string target;
+  // Channel credentials (common/tls.h MakeChannelCredentials: mutual TLS,
+  // or plaintext under --insecure). Default nullptr: plaintext (tests).
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
   // This agent's id (1..128 bytes), e.g. the host name. Required.
   std::string agent_id;
   // Requested lease TTL; the coordinator clamps it to [100 ms, 10 min] and
@@ -112,6 +119,10 @@ struct VolumeLinkMetrics {
   std::atomic<uint64_t> acks_sent{0};
   std::atomic<uint64_t> ack_failures{0};
   std::atomic<bool> fenced{true};
+  // Receipt time minus the coordinator's commit time of each invalidation
+  // that carries one, seconds (coherefs_agent_invalidation_delivery_lag_seconds;
+  // across hosts it includes the clock offset, clamped at 0).
+  metrics::AtomicHistogram delivery_lag{metrics::DeliveryLagBuckets()};
 };
 
 struct LinkMetrics {
@@ -144,6 +155,10 @@ class CoordinatorLink {
   bool fenced() const;
   // One volume's state; true for a volume the link does not follow.
   bool fenced(const std::string& volume) const;
+  // True once the coordinator lease has lapsed (or before registration),
+  // by the clock, even before the lease thread publishes the fence (it may
+  // be inside a renewal). Lock-free: one atomic load and a clock read.
+  bool lease_lapsed() const;
   // Block until every volume is unfenced / any volume is fenced, or the
   // timeout passes. Return the state reached (true on success).
   bool WaitUnfenced(absl::Duration timeout) const;
@@ -209,6 +224,7 @@ class CoordinatorLink {
   bool VolumeFencedLocked(const VolumeState& vol) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Recomputes every volume's fence and mirrors it into the tables.
+  void PublishLeaseDeadlineLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateFencesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetSynced(VolumeState* vol, bool synced);
   // The coordinator said the lease is gone (NOT_FOUND / FAILED_PRECONDITION).
@@ -250,6 +266,9 @@ class CoordinatorLink {
   // FAILED_PRECONDITION only drops the registration it was opened under.
   uint64_t registration_gen_ ABSL_GUARDED_BY(mu_) = 0;
   bool lease_live_published_ ABSL_GUARDED_BY(mu_) = false;
+  // lease_deadline_ (steady clock, ns) while registered, else 0: read
+  // without mu_ by lease_lapsed() on every reply.
+  std::atomic<int64_t> lease_deadline_ns_{0};
   bool stop_done_ = false;  // guarded by stop_mu_
   std::thread lease_thread_;
   absl::Mutex stop_mu_;  // serialises Stop()

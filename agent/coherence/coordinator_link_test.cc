@@ -3,6 +3,7 @@
 // coordinator restart, resync after log compaction, exact error codes.
 #include "agent/coherence/coordinator_link.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -37,6 +38,7 @@ class Coordinator {
   // SIGTERM (SIGKILL after 10 s). True on a clean exit.
   bool Stop() { return process_->Stop() == 0; }
   std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
+  pid_t pid() const { return process_->pid(); }
   std::string Log() const { return process_->Log(); }
 
  private:
@@ -232,6 +234,43 @@ TEST_F(LinkTest, FencedUntilSyncedAndWhileTheCoordinatorIsGone) {
   EXPECT_TRUE(link.fenced());
 }
 
+// A coordinator that hangs (SIGSTOP: connections stay open, nothing
+// answers, as in a partition that drops packets) while a keep-alive is in
+// flight: the call's own deadline (5 s here) is longer than the lease, yet
+// the fence goes up when the lease runs out, and the lease is lapsed for
+// every caller even before that.
+TEST_F(LinkTest, FencesOnTimeWhileAKeepAliveHangs) {
+  StartCoordinator({});
+  auto table = NewTable("vol");
+  const absl::Duration ttl = absl::Milliseconds(1500);
+  CoordinatorLinkOptions options =
+      Options(coordinator_->target(), "host-a", ttl, "vol", table.get());
+  options.rpc_deadline = absl::Seconds(5);
+  CoordinatorLink link(options);
+  ASSERT_TRUE(link.Start().ok());
+  ASSERT_TRUE(link.WaitUnfenced(absl::Seconds(10)));
+  EXPECT_FALSE(link.lease_lapsed());
+  const pid_t pid = coordinator_->pid();
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{pid};
+  const absl::Time stopped = absl::Now();
+  ASSERT_TRUE(link.WaitFenced(ttl + absl::Milliseconds(300)))
+      << "fence published " << absl::Now() - stopped << " after the hang";
+  EXPECT_TRUE(link.lease_lapsed());
+  EXPECT_TRUE(table->ReadHeader().fenced);
+  EXPECT_TRUE(link.metrics().fenced.load());
+  ::kill(pid, SIGCONT);
+  // The coordinator expired us meanwhile (or not yet): either way the link
+  // comes back.
+  ASSERT_TRUE(link.WaitUnfenced(absl::Seconds(15))) << coordinator_->Log();
+  EXPECT_FALSE(link.lease_lapsed());
+  link.Stop();
+}
+
 TEST_F(LinkTest, ResyncsFromSnapshotAfterCompaction) {
   StartCoordinator({"--log-retention=10", "--compaction-interval=100ms"});
   auto table_a = NewTable("vol");
@@ -322,10 +361,12 @@ TEST_F(LinkTest, ExactErrorCodes) {
   EXPECT_EQ(link.Start().code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(link.WaitUnfenced(absl::Seconds(10)));
 
+  // The link registered for "vol" only: the coordinator refuses any other
+  // volume before looking it up (RegisterAgentRequest.volumes).
   EXPECT_EQ(link.Resolve("nope", {"k"}).status().code(),
-            absl::StatusCode::kNotFound);
+            absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(link.Bump("nope", {0}).status().code(),
-            absl::StatusCode::kNotFound);
+            absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(link.Bump("vol", {7}).status().code(),
             absl::StatusCode::kOutOfRange);  // not allocated
   EXPECT_EQ(link.Resolve("vol", {""}).status().code(),

@@ -32,7 +32,10 @@ absl::StatusOr<BumpOutcome> LinkBackend::Bump(const std::vector<uint32_t>& slots
 }
 
 bool LinkBackend::fenced() const {
-  return fenced_ == nullptr || fenced_->load(std::memory_order_acquire);
+  // The published flag covers sync and epoch; lease_lapsed() the lease by
+  // the clock, exact even while the link's lease thread is in a call.
+  return fenced_ == nullptr || fenced_->load(std::memory_order_acquire) ||
+         link_->lease_lapsed();
 }
 
 }  // namespace coherefs::agent::coherence

@@ -183,6 +183,7 @@ std::chrono::milliseconds VolumeCoherence::Grant(GuestId guest, uint32_t slot,
   metrics_.leases_granted.fetch_add(1, std::memory_order_relaxed);
   metrics_.lease_ms_granted.fetch_add(static_cast<uint64_t>(lease.count()),
                                       std::memory_order_relaxed);
+  metrics_.lease_length.Observe(static_cast<double>(lease.count()) / 1000.0);
   return lease;
 }
 

@@ -55,6 +55,7 @@
 #include "agent/coherence/coherence_backend.h"
 #include "agent/coherence/lease_table.h"
 #include "agent/coherence/version_table.h"
+#include "agent/metrics/atomic_histogram.h"
 
 namespace coherefs::agent::coherence {
 
@@ -83,6 +84,8 @@ struct VolumeCoherenceOptions {
 struct VolumeCoherenceMetrics {
   std::atomic<uint64_t> leases_granted{0};
   std::atomic<uint64_t> lease_ms_granted{0};   // sum of granted lengths
+  // Lengths of granted leases, seconds (coherefs_agent_lease_length_seconds).
+  metrics::AtomicHistogram lease_length{metrics::LeaseLengthBuckets()};
   std::atomic<uint64_t> leases_refused{0};     // version moved or fenced
   std::atomic<uint64_t> bumps{0};              // slots bumped
   std::atomic<uint64_t> bump_failures{0};

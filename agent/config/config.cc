@@ -1,5 +1,7 @@
 #include "agent/config/config.h"
 
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -57,6 +59,16 @@ absl::Status Invalid(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
 
+std::string RealPath(const std::string& path) {
+  char buf[PATH_MAX];
+  return realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
+}
+
+// `path` is `dir` or below it.
+bool PathWithin(const std::string& path, const std::string& dir) {
+  return dir == "/" || path == dir || absl::StartsWith(path, dir + "/");
+}
+
 bool IsDirectory(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -83,6 +95,38 @@ absl::string_view CoherenceModeName(CoherenceMode mode) {
       return "off";
     default:
       return "unspecified";
+  }
+}
+
+absl::StatusOr<SandboxMode> ParseSandboxMode(absl::string_view name) {
+  std::string n = absl::AsciiStrToLower(name);
+  if (n == "namespace") return SANDBOX_NAMESPACE;
+  if (n == "none") return SANDBOX_NONE;
+  return absl::InvalidArgumentError(
+      absl::StrCat("sandbox: \"", name, "\" is not one of namespace, none"));
+}
+
+absl::string_view SandboxModeName(SandboxMode mode) {
+  return mode == SANDBOX_NONE ? "none" : "namespace";
+}
+
+absl::StatusOr<SeccompAction> ParseSeccompAction(absl::string_view name) {
+  std::string n = absl::AsciiStrToLower(name);
+  if (n == "kill") return SECCOMP_KILL;
+  if (n == "log") return SECCOMP_LOG;
+  if (n == "errno") return SECCOMP_ERRNO;
+  return absl::InvalidArgumentError(
+      absl::StrCat("seccomp-action: \"", name, "\" is not one of kill, log, errno"));
+}
+
+absl::string_view SeccompActionName(SeccompAction action) {
+  switch (action) {
+    case SECCOMP_LOG:
+      return "log";
+    case SECCOMP_ERRNO:
+      return "errno";
+    default:
+      return "kill";
   }
 }
 
@@ -176,6 +220,23 @@ absl::StatusOr<AgentConfig> ApplyFlags(AgentConfig config, const FlagOverrides& 
   if (!flags.log_level.empty()) config.set_log_level(flags.log_level);
   if (!flags.coordinator.empty()) config.set_coordinator(flags.coordinator);
   if (!flags.agent_id.empty()) config.set_agent_id(flags.agent_id);
+  if (!flags.sandbox.empty()) {
+    auto mode = ParseSandboxMode(flags.sandbox);
+    if (!mode.ok()) return mode.status();
+    config.set_sandbox(*mode);
+  }
+  if (!flags.seccomp_action.empty()) {
+    auto action = ParseSeccompAction(flags.seccomp_action);
+    if (!action.ok()) return action.status();
+    config.set_seccomp_action(*action);
+  }
+  const TransportSecurity& t = flags.transport;
+  if (t.insecure || !t.ca_file.empty() || !t.cert_file.empty() || !t.key_file.empty()) {
+    config.set_tls_ca(t.ca_file);
+    config.set_tls_cert(t.cert_file);
+    config.set_tls_key(t.key_file);
+    config.set_insecure(t.insecure);
+  }
   if (!config.coordinator().empty() && config.agent_id().empty()) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);
@@ -240,6 +301,23 @@ absl::Status Validate(const AgentConfig& config) {
         (!absl::StartsWith(v.host_mount(), "/") || !IsDirectory(v.host_mount()))) {
       return Invalid(absl::StrCat(field, ".host_mount"),
                      absl::StrCat("\"", v.host_mount(), "\" is not an existing absolute directory"));
+    }
+  }
+  // A host mount inside a served tree (or a tree inside a host mount) makes
+  // the agent serve its own FUSE mount: a lookup through it calls back into
+  // the agent (a deadlock once its threads are busy). Compared after
+  // resolving symlinks.
+  for (int i = 0; i < config.volumes_size(); ++i) {
+    if (config.volumes(i).host_mount().empty()) continue;
+    const std::string mount = RealPath(config.volumes(i).host_mount());
+    for (const Volume& w : config.volumes()) {
+      const std::string shared = RealPath(w.shared_dir());
+      if (PathWithin(mount, shared) || PathWithin(shared, mount)) {
+        return Invalid(absl::StrCat("volumes[", i, "].host_mount"),
+                       absl::StrCat("\"", config.volumes(i).host_mount(),
+                                    "\" overlaps shared_dir \"", w.shared_dir(),
+                                    "\" (the agent would serve its own mount)"));
+      }
     }
   }
   std::set<std::string> sockets, guest_names;
@@ -310,12 +388,24 @@ absl::Status Validate(const AgentConfig& config) {
                    absl::StrCat("\"", config.coordinator(),
                                 "\" must be host:port, with an agent id of 1..128 bytes"));
   }
+  if (!config.coordinator().empty() || !config.admin_listen().empty()) {
+    if (absl::Status s = CheckTransportSecurity(TransportOf(config)); !s.ok()) return s;
+  }
   LogLevel level;
   if (!config.log_level().empty() && !ParseLogLevel(config.log_level(), &level)) {
     return Invalid("log_level", absl::StrCat("\"", config.log_level(),
                                              "\" is not one of debug, info, warn, error"));
   }
   return absl::OkStatus();
+}
+
+TransportSecurity TransportOf(const AgentConfig& config) {
+  TransportSecurity t;
+  t.ca_file = config.tls_ca();
+  t.cert_file = config.tls_cert();
+  t.key_file = config.tls_key();
+  t.insecure = config.insecure();
+  return t;
 }
 
 }  // namespace coherefs::agent::config

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "agent/config/agent_config.pb.h"
+#include "common/tls.h"
 
 namespace coherefs::agent::config {
 
@@ -39,6 +40,11 @@ struct FlagOverrides {
   bool no_host_watch = false;
   std::string table_export_dir;
   std::string admin_listen;
+  // --tls-ca/--tls-cert/--tls-key, --insecure: given on the command line,
+  // they replace the file's transport settings as a whole.
+  TransportSecurity transport;
+  std::string sandbox;         // namespace | none
+  std::string seccomp_action;  // kill | log | errno
 };
 
 // Parses a JSON configuration. InvalidArgument with the parser's message on
@@ -58,12 +64,25 @@ absl::StatusOr<AgentConfig> ApplyFlags(AgentConfig base, const FlagOverrides& fl
 // unique and well formed; shared dirs absolute, existing directories; socket
 // paths absolute, unique, their directory existing; every guest's volume
 // known (or implied); thread pool <= 64; log level known; strict or bounded
-// coherence only with a coordinator; leases at most one day.
+// coherence only with a coordinator; leases at most one day; with a
+// coordinator or an admin endpoint, mutual TLS files or insecure (the
+// message of CheckTransportSecurity, common/tls.h).
 absl::Status Validate(const AgentConfig& config);
+
+// The transport settings of `config` (tls_* / insecure fields).
+TransportSecurity TransportOf(const AgentConfig& config);
 
 // Coherence mode by name ("strict", "bounded", "off").
 absl::StatusOr<CoherenceMode> ParseCoherenceMode(absl::string_view name);
 absl::string_view CoherenceModeName(CoherenceMode mode);
+
+// Sandbox mode by name ("namespace", "none") and seccomp action by name
+// ("kill", "log", "errno"); the Name functions resolve UNSPECIFIED to the
+// default (namespace, kill).
+absl::StatusOr<SandboxMode> ParseSandboxMode(absl::string_view name);
+absl::string_view SandboxModeName(SandboxMode mode);
+absl::StatusOr<SeccompAction> ParseSeccompAction(absl::string_view name);
+absl::string_view SeccompActionName(SeccompAction action);
 
 // Cache mode by name ("none", "auto", "always").
 absl::StatusOr<CacheMode> ParseCacheMode(absl::string_view name);

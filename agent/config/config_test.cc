@@ -1,6 +1,7 @@
 #include "agent/config/config.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -144,6 +145,51 @@ TEST_F(ConfigTest, BadCacheFlagIsRefused) {
   EXPECT_EQ(*ParseCacheMode("NEVER"), CACHE_NONE);
 }
 
+TEST_F(ConfigTest, SandboxFromFileOrFlagAndBadValuesAreRefused) {
+  auto parsed = ParseConfigJson(R"({"sandbox": "SANDBOX_NONE", "seccomp_action": "SECCOMP_LOG"})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->sandbox(), SANDBOX_NONE);
+  EXPECT_EQ(parsed->seccomp_action(), SECCOMP_LOG);
+  EXPECT_EQ(AgentConfig().sandbox(), SANDBOX_UNSPECIFIED);
+  EXPECT_EQ(SandboxModeName(SANDBOX_UNSPECIFIED), "namespace");
+  EXPECT_EQ(SeccompActionName(SECCOMP_UNSPECIFIED), "kill");
+  FlagOverrides flags;
+  flags.sandbox = "namespace";
+  flags.seccomp_action = "errno";
+  auto config = ApplyFlags(*parsed, flags);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->sandbox(), SANDBOX_NAMESPACE);
+  EXPECT_EQ(config->seccomp_action(), SECCOMP_ERRNO);
+  flags.sandbox = "chroot";
+  EXPECT_EQ(ApplyFlags(AgentConfig(), flags).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  flags.sandbox = "";
+  flags.seccomp_action = "trap";
+  EXPECT_EQ(ApplyFlags(AgentConfig(), flags).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ConfigTest, HostMountOverlappingASharedDirIsRefused) {
+  ASSERT_EQ(mkdir((dir_ + "/share").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((dir_ + "/share/mnt").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((dir_ + "/mnt").c_str(), 0755), 0);
+  ASSERT_EQ(symlink((dir_ + "/share/mnt").c_str(), (dir_ + "/alias").c_str()), 0);
+  FlagOverrides flags;
+  flags.shared_dir = dir_ + "/share";
+  for (const char* bad : {"/share/mnt", "/alias", "/share"}) {
+    flags.host_mount = dir_ + bad;
+    auto config = ApplyFlags(AgentConfig(), flags);
+    ASSERT_TRUE(config.ok());
+    const absl::Status s = Validate(*config);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("serve its own mount"), absl::string_view::npos) << s;
+  }
+  flags.host_mount = dir_ + "/mnt";
+  auto config = ApplyFlags(AgentConfig(), flags);
+  ASSERT_TRUE(config.ok());
+  EXPECT_TRUE(Validate(*config).ok()) << Validate(*config);
+}
+
 TEST_F(ConfigTest, CoherenceDefaultsToStrictWithACoordinatorAndOffWithout) {
   FlagOverrides flags;
   flags.shared_dir = dir_;
@@ -155,6 +201,7 @@ TEST_F(ConfigTest, CoherenceDefaultsToStrictWithACoordinatorAndOffWithout) {
   EXPECT_EQ(alone->volumes(0).lease_max_ms(), 0u);
 
   flags.coordinator = "127.0.0.1:7420";
+  flags.transport.insecure = true;
   auto followed = ApplyFlags(AgentConfig(), flags);
   ASSERT_TRUE(followed.ok()) << followed.status();
   ASSERT_TRUE(Validate(*followed).ok()) << Validate(*followed);
@@ -208,6 +255,49 @@ TEST_F(ConfigTest, CoherenceWithoutACoordinatorAndBadValuesAreRefused) {
   ASSERT_TRUE(config.ok());
   EXPECT_EQ(Validate(*config).message(),
             "table_export_dir: \"relative/dir\" is not an existing absolute directory");
+}
+
+// A coordinator link or an admin endpoint needs transport security; the
+// file can set it (ConfigMaps) and the command line replaces it as a whole.
+TEST_F(ConfigTest, TransportSecurityIsRequiredForGrpcAndFlagsReplaceTheFile) {
+  FlagOverrides flags;
+  flags.shared_dir = dir_;
+  flags.socket_paths = {dir_ + "/vm.sock"};
+  auto alone = ApplyFlags(AgentConfig(), flags);
+  ASSERT_TRUE(alone.ok());
+  EXPECT_TRUE(Validate(*alone).ok()) << "no gRPC endpoint, nothing to secure";
+
+  flags.admin_listen = "127.0.0.1:0";
+  auto admin = ApplyFlags(AgentConfig(), flags);
+  ASSERT_TRUE(admin.ok());
+  EXPECT_EQ(Validate(*admin).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Validate(*admin).message(),
+            "no transport security: pass --tls-ca, --tls-cert and --tls-key (mutual TLS), or "
+            "--insecure for plaintext");
+
+  auto file = ParseConfigJson(
+      R"({"coordinator": "127.0.0.1:7420", "tls_ca": "/etc/ca.pem",
+          "tls_cert": "/etc/a.pem", "tls_key": "/etc/a.key"})");
+  ASSERT_TRUE(file.ok()) << file.status();
+  flags.admin_listen.clear();
+  auto from_file = ApplyFlags(*file, flags);
+  ASSERT_TRUE(from_file.ok());
+  EXPECT_TRUE(Validate(*from_file).ok()) << Validate(*from_file);
+  EXPECT_EQ(TransportOf(*from_file).cert_file, "/etc/a.pem");
+  EXPECT_FALSE(TransportOf(*from_file).insecure);
+
+  flags.transport.insecure = true;
+  auto plain = ApplyFlags(*file, flags);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(Validate(*plain).ok()) << Validate(*plain);
+  EXPECT_TRUE(TransportOf(*plain).insecure);
+  EXPECT_EQ(TransportOf(*plain).ca_file, "");
+
+  flags.transport = TransportSecurity();
+  flags.transport.ca_file = "/etc/ca.pem";  // only one of the three files
+  auto partial = ApplyFlags(*file, flags);
+  ASSERT_TRUE(partial.ok());
+  EXPECT_EQ(Validate(*partial).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

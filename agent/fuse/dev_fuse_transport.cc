@@ -94,8 +94,9 @@ absl::Status DevFuseTransport::Stop() {
   if (!started_) return absl::OkStatus();
   absl::Status status;
   // Detach first so no new request arrives; a busy mount is detached too.
-  // EINVAL: no longer a mount point (unmounted from outside).
-  if (::umount2(mount_dir_.c_str(), MNT_DETACH) != 0 && errno != EINVAL) {
+  // EINVAL: no longer a mount point (unmounted from outside). EPERM: the
+  // agent's sandbox took the privilege; its unmount helper unmounts.
+  if (::umount2(mount_dir_.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != EPERM) {
     status = LastErrnoStatus(absl::StrCat("umount2 ", mount_dir_));
     LOG_WARN("fuse unmount failed").Kv("dir", mount_dir_).Kv("error", status);
   }

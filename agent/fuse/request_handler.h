@@ -18,6 +18,14 @@
 
 namespace coherefs::agent::fuse {
 
+// What the session's FUSE_INIT negotiated (all zero before INIT), for
+// operators (the agent's admin status).
+struct NegotiatedInit {
+  uint32_t major = 0;
+  uint32_t minor = 0;
+  uint32_t max_write = 0;
+};
+
 class RequestHandler {
  public:
   virtual ~RequestHandler() = default;
@@ -33,6 +41,9 @@ class RequestHandler {
   // Called once when the transport goes away (guest disconnect or reset,
   // unmount): drop every inode reference and open handle of this session.
   virtual void Shutdown() {}
+
+  // The session's INIT parameters; any thread. Default: none known.
+  virtual NegotiatedInit Negotiated() const { return {}; }
 };
 
 }  // namespace coherefs::agent::fuse

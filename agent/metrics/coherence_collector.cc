@@ -2,6 +2,7 @@
 
 #include <functional>
 
+#include "agent/metrics/histogram_metric.h"
 #include "agent/metrics/volume_families.h"
 #include "prometheus/metric_type.h"
 
@@ -69,12 +70,24 @@ std::vector<prometheus::MetricFamily> CoherenceCollector::Collect() const {
                              static_cast<double>(src.state->leases().LiveLeases(now)),
                              static_cast<double>(src.table->ReadHeader().slots_used)});
   }
-  return VolumeFamilies<Sample>(specs, volumes, [&](const std::string& v) -> const Sample* {
-    for (size_t i = 0; i < volumes.size(); ++i) {
-      if (volumes[i] == v) return &samples[i];
-    }
-    return nullptr;
-  });
+  std::vector<prometheus::MetricFamily> families =
+      VolumeFamilies<Sample>(specs, volumes, [&](const std::string& v) -> const Sample* {
+        for (size_t i = 0; i < volumes.size(); ++i) {
+          if (volumes[i] == v) return &samples[i];
+        }
+        return nullptr;
+      });
+  prometheus::MetricFamily lengths{"coherefs_agent_lease_length_seconds",
+                                   "Lengths of the entry/attr leases granted to guests.",
+                                   MetricType::Histogram,
+                                   {}};
+  for (size_t i = 0; i < volumes.size(); ++i) {
+    prometheus::ClientMetric m = HistogramMetric(samples[i].m->lease_length);
+    m.label = {{"volume", volumes[i]}};
+    lengths.metric.push_back(std::move(m));
+  }
+  families.push_back(std::move(lengths));
+  return families;
 }
 
 }  // namespace coherefs::agent::metrics

@@ -3,6 +3,7 @@
 //
 //   coherefs_agent_leases_granted_total{volume}         counter
 //   coherefs_agent_lease_granted_seconds_total{volume}  counter (sum of lengths)
+//   coherefs_agent_lease_length_seconds{volume}         histogram, 1 ms..60 s
 //   coherefs_agent_leases_refused_total{volume}         counter (fenced / raced a change)
 //   coherefs_agent_live_leases{volume}                  gauge
 //   coherefs_agent_bumped_slots_total{volume}           counter

@@ -30,6 +30,10 @@ constexpr CounterSpec kCounters[] = {
      &vhost_user::MetricsSnapshot::bytes_in},
     {"coherefs_agent_guest_sent_bytes_total", "Reply bytes written to the guest.",
      &vhost_user::MetricsSnapshot::bytes_out},
+    {"coherefs_agent_guest_adopted_sessions_total",
+     "vhost-user sessions the front end resumed after a back-end restart "
+     "(adopted without a handshake).",
+     &vhost_user::MetricsSnapshot::adopted},
 };
 
 #ifndef COHEREFS_VERSION

@@ -7,6 +7,7 @@
 //   coherefs_agent_guest_bad_messages_total{guest,volume}
 //   coherefs_agent_guest_received_bytes_total{guest,volume}
 //   coherefs_agent_guest_sent_bytes_total{guest,volume}
+//   coherefs_agent_guest_adopted_sessions_total{guest,volume}
 //
 // plus coherefs_agent_build_info{version} 1. Each source's `read` is called
 // on every scrape; it must stay valid as long as the collector is

@@ -2,6 +2,7 @@
 
 #include <functional>
 
+#include "agent/metrics/histogram_metric.h"
 #include "agent/metrics/volume_families.h"
 #include "prometheus/client_metric.h"
 #include "prometheus/metric_type.h"
@@ -45,6 +46,20 @@ std::vector<prometheus::MetricFamily> LinkCollector::Collect() const {
   total.counter.value = static_cast<double>(link_->metrics().lease_lapses.load());
   lapses.metric.push_back(total);
   families.push_back(std::move(lapses));
+  prometheus::MetricFamily lag{
+      "coherefs_agent_invalidation_delivery_lag_seconds",
+      "Time from the coordinator's commit of a change to this agent's receipt of its "
+      "invalidation (wall clocks; includes their offset across hosts).",
+      prometheus::MetricType::Histogram,
+      {}};
+  for (const std::string& v : volumes_) {
+    const coherence::VolumeLinkMetrics* m = link_->volume_metrics(v);
+    if (m == nullptr) continue;
+    prometheus::ClientMetric metric = HistogramMetric(m->delivery_lag);
+    metric.label = {{"volume", v}};
+    lag.metric.push_back(std::move(metric));
+  }
+  families.push_back(std::move(lag));
   return families;
 }
 

@@ -6,6 +6,9 @@
 //   coherefs_agent_coordinator_reconnects_total{volume}    counter
 //   coherefs_agent_applied_seq{volume}                     gauge
 //   coherefs_agent_coordinator_lease_lapses_total          counter
+//   coherefs_agent_invalidation_delivery_lag_seconds{volume}  histogram, 0.5 ms..30 s
+//     (coordinator commit -> receipt here, per invalidation that carries its
+//     commit time)
 //
 // Borrows the link, which must outlive the collector's registration.
 // Thread-safe: reads the link's atomics.

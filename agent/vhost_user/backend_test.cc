@@ -384,6 +384,49 @@ TEST_F(BackendTest, ReconnectGetsFreshSessionAndResetsDevice) {
   EXPECT_EQ(listener_->metrics().Snapshot().connections, 2u);
 }
 
+// QEMU's vhost-user-fs with `-chardev socket,reconnect=N` reconnects to a
+// restarted back end but never repeats the handshake: the next messages are
+// GET_VRING_BASE / SET_VRING_ENABLE(0) when the guest resets the device and
+// then vhost_dev_start's SET_FEATURES onwards. The new process must adopt
+// that session (before, SET_VRING_ENABLE was refused and the guest's share
+// stayed dead even after a reboot).
+TEST_F(BackendTest, AdoptsSessionResumedAfterBackEndRestart) {
+  StartListener();
+  uint64_t features = 0, protocol = 0;
+  auto old_fe = ConnectAndNegotiate();
+  ASSERT_NE(old_fe, nullptr);
+  RoundTrip(*old_fe, 0, "before-restart");
+  features = old_fe->acked_features();
+  protocol = old_fe->acked_protocol_features();
+  ASSERT_NE(protocol & Bit(kProtocolFReplyAck), 0u);
+  // The back end "restarts": a new listener (new Connection state) on the
+  // same path.
+  listener_.reset();
+  StartListener();
+  auto fe = Connect();
+  ASSERT_NE(fe, nullptr);
+  auto base = fe->GetVringBase(0);  // device stop, first message
+  ASSERT_TRUE(base.ok()) << base.status();
+  EXPECT_EQ(*base, 0u);
+  auto off = fe->SendWithAck(RequestType::kSetVringEnable, Frontend::State(0, 0));
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_EQ(*off, 0u);
+  ASSERT_TRUE(fe->StartDevice(features, protocol).ok());
+  RoundTrip(*fe, 0, "after-restart");
+  RoundTrip(*fe, 1, "other-ring");
+  EXPECT_EQ(listener_->metrics().Snapshot().adopted, 1u);
+  EXPECT_EQ(listener_->metrics().Snapshot().bad_messages, 0u);
+}
+
+// A normal handshake is not an adoption.
+TEST_F(BackendTest, HandshakeIsNotAdoption) {
+  StartListener();
+  auto fe = ConnectAndNegotiate();
+  ASSERT_NE(fe, nullptr);
+  RoundTrip(*fe, 0, "fresh");
+  EXPECT_EQ(listener_->metrics().Snapshot().adopted, 0u);
+}
+
 TEST_F(BackendTest, ResetOwnerEndsSessionOnSameConnection) {
   StartListener();
   auto fe = ConnectAndNegotiate();

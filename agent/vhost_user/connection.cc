@@ -1,7 +1,9 @@
 #include "agent/vhost_user/connection.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <sys/time.h>
 
 #include <algorithm>
@@ -21,7 +23,8 @@ Connection::Connection(UniqueFd socket, DeviceFactory factory,
     : socket_(std::move(socket)),
       factory_(std::move(factory)),
       metrics_(metrics),
-      stop_fd_(stop_fd) {
+      stop_fd_(stop_fd),
+      close_fd_(::eventfd(0, EFD_CLOEXEC)) {
   // Replies are small, but a front end that never reads must not block
   // this thread (and so Stop) forever.
   timeval send_timeout{5, 0};
@@ -35,6 +38,28 @@ Connection::Connection(UniqueFd socket, DeviceFactory factory,
 }
 
 Connection::~Connection() { ResetSession(); }
+
+void Connection::Close() {
+  uint64_t one = 1;
+  ssize_t n = ::write(close_fd_.get(), &one, sizeof(one));
+  (void)n;
+}
+
+std::vector<QueueInfo> Connection::Queues() const {
+  absl::MutexLock lock(&info_mu_);
+  std::vector<QueueInfo> out;
+  for (uint32_t i = 0; i < queues_.size(); ++i) {
+    const QueueState& q = *queues_[i];
+    QueueInfo info;
+    info.index = i;
+    info.size = q.num;
+    info.started = q.runner != nullptr;
+    info.enabled = q.runner != nullptr ? q.runner->enabled() : q.enabled;
+    info.in_flight = q.runner != nullptr ? q.runner->in_flight() : 0;
+    out.push_back(info);
+  }
+  return out;
+}
 
 uint64_t Connection::OfferedFeatures() const {
   return Bit(kVirtioFVersion1) | Bit(kVirtioRingFIndirectDesc) |
@@ -83,8 +108,10 @@ absl::Status Connection::Serve() {
       LOG_ERROR("no device for vhost-user session");
       break;
     }
-    pollfd fds[2] = {{socket_.get(), POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    int n = ::poll(fds, 2, -1);
+    pollfd fds[3] = {{socket_.get(), POLLIN, 0},
+                     {stop_fd_, POLLIN, 0},
+                     {close_fd_.get(), POLLIN, 0}};
+    int n = ::poll(fds, 3, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       result = LastErrnoStatus("poll vhost-user socket");
@@ -92,6 +119,10 @@ absl::Status Connection::Serve() {
     }
     if (fds[1].revents & POLLIN) {
       result = absl::CancelledError("stopping");
+      break;
+    }
+    if (fds[2].revents & POLLIN) {
+      result = absl::AbortedError("session closed by the agent (guest evicted)");
       break;
     }
     absl::StatusOr<Message> msg = ReadMessage(socket_.get(), stop_fd_);
@@ -114,6 +145,7 @@ absl::Status Connection::Serve() {
     absl::StatusOr<Request> req = DecodeRequest(std::move(*msg));
     if (req.ok()) {
       LOG_DEBUG("vhost-user request").Kv("request", RequestName(code));
+      MaybeAdoptSession(req->type);
       status = Handle(*req, &replied);
     } else {
       status = req.status();
@@ -145,6 +177,32 @@ absl::Status Connection::Serve() {
   }
   ResetSession();
   return result;
+}
+
+void Connection::MaybeAdoptSession(RequestType first) {
+  if (session_started_) return;
+  session_started_ = true;
+  switch (first) {
+    case RequestType::kGetFeatures:
+    case RequestType::kGetProtocolFeatures:
+    case RequestType::kSetProtocolFeatures:
+    case RequestType::kSetOwner:
+    case RequestType::kResetOwner:
+    case RequestType::kResetDevice:
+    case RequestType::kGetQueueNum:
+    case RequestType::kGetMaxMemSlots:
+    case RequestType::kGetConfig:
+      return;  // a fresh handshake (or a query that precedes one)
+    default:
+      break;
+  }
+  owner_set_ = true;
+  acked_features_ = OfferedFeatures();
+  acked_protocol_features_ = OfferedProtocolFeatures();
+  metrics_->AddAdoptedSession();
+  LOG_WARN("vhost-user front end resumed a session negotiated with an "
+           "earlier back end; adopting it")
+      .Kv("first_request", RequestName(static_cast<uint32_t>(first)));
 }
 
 absl::Status Connection::Handle(Request& req, bool* replied) {
@@ -214,7 +272,10 @@ absl::Status Connection::Handle(Request& req, bool* replied) {
         return absl::InvalidArgumentError(absl::StrCat("queue size ", num));
       }
       StopRing(req.state.index);
-      queues_[req.state.index]->num = num;
+      {
+        absl::MutexLock lock(&info_mu_);
+        queues_[req.state.index]->num = num;
+      }
       return MaybeStart(req.state.index);
     }
 
@@ -301,7 +362,10 @@ absl::Status Connection::Handle(Request& req, bool* replied) {
         return absl::InvalidArgumentError("enable must be 0 or 1");
       }
       QueueState& q = *queues_[req.state.index];
-      q.enabled = req.state.num == 1;
+      {
+        absl::MutexLock lock(&info_mu_);
+        q.enabled = req.state.num == 1;
+      }
       if (q.runner) q.runner->SetEnabled(q.enabled);
       return absl::OkStatus();
     }
@@ -353,6 +417,7 @@ absl::Status Connection::MaybeStart(uint32_t index) {
       device_->WorkersForQueue(index),
       QueueRunner::Context{device_.get(), metrics_, &log_limiter_});
   RETURN_IF_ERROR(runner->Start());
+  absl::MutexLock lock(&info_mu_);
   q.runner = std::move(runner);
   return absl::OkStatus();
 }
@@ -360,8 +425,11 @@ absl::Status Connection::MaybeStart(uint32_t index) {
 void Connection::StopRing(uint32_t index) {
   QueueState& q = *queues_[index];
   if (!q.runner) return;
+  // Stop without the lock (it waits for in-flight chains); Queues() may
+  // read the runner meanwhile, so it is released under the lock after.
   q.runner->Stop();
   q.base = q.runner->last_avail_idx();
+  absl::MutexLock lock(&info_mu_);
   q.runner.reset();
 }
 
@@ -394,6 +462,8 @@ void Connection::ResetSession() {
   acked_features_ = 0;
   acked_protocol_features_ = 0;
   owner_set_ = false;
+  session_started_ = false;
+  absl::MutexLock lock(&info_mu_);
   for (auto& q : queues_) q = std::make_unique<QueueState>();
 }
 

@@ -18,8 +18,18 @@
 // end that was not told of a failure must not be served on wrong state.
 // Every refused message is counted in DeviceMetrics::bad_messages.
 //
+// A front end that reconnects to a restarted back end (QEMU's chardev
+// `reconnect=`) resumes the session it negotiated with the previous process:
+// its first message is not the handshake (GET_FEATURES, SET_OWNER, ...) but,
+// e.g., GET_VRING_BASE when the guest resets the device. Such a session is
+// adopted: owner set, every offered feature and protocol feature taken as
+// acked (a front end only uses what was offered, and the next SET_FEATURES,
+// which QEMU sends before any ring starts, replaces the guess).
+//
 // Thread-safety: Serve runs on one thread; the queue threads it starts only
 // touch their QueueRunner. Serve returns after tearing everything down.
+// Close() and Queues() may be called from any thread while the Connection
+// exists (an operator evicting the guest, or reading its state).
 #ifndef COHEREFS_AGENT_VHOST_USER_CONNECTION_H_
 #define COHEREFS_AGENT_VHOST_USER_CONNECTION_H_
 
@@ -28,7 +38,9 @@
 #include <memory>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/vhost_user/device.h"
 #include "agent/vhost_user/guest_memory.h"
 #include "agent/vhost_user/log_limiter.h"
@@ -39,6 +51,15 @@
 #include "common/unique_fd.h"
 
 namespace coherefs::agent::vhost_user {
+
+// One virtqueue of a session, as an operator sees it.
+struct QueueInfo {
+  uint32_t index = 0;
+  uint32_t size = 0;        // SET_VRING_NUM; 0 until set
+  bool started = false;     // a QueueRunner serves it
+  bool enabled = false;
+  uint32_t in_flight = 0;   // chains taken and not yet on the used ring
+};
 
 class Connection {
  public:
@@ -54,6 +75,12 @@ class Connection {
   // (kCancelled), or a fatal error (its status). Before returning it stops
   // every ring, calls Device::Reset(), unmaps memory and closes every fd.
   absl::Status Serve();
+
+  // Makes Serve end the session now (returning kAborted), as if the front
+  // end had gone: in-flight chains finish first. Any thread; idempotent.
+  void Close();
+  // Every queue of the device, by index. Any thread.
+  std::vector<QueueInfo> Queues() const;
 
  private:
   struct QueueState {
@@ -86,11 +113,15 @@ class Connection {
   absl::Status RestartRunning(const std::function<absl::Status()>& change);
   // Ends the session: rings, device, memory, ring state.
   void ResetSession();
+  // Called with each decoded request's type before it is handled: adopts a
+  // session the front end negotiated with an earlier back end (see above).
+  void MaybeAdoptSession(RequestType first);
 
   const UniqueFd socket_;
   const DeviceFactory factory_;
   DeviceMetrics* const metrics_;
   const int stop_fd_;
+  const UniqueFd close_fd_;  // eventfd written by Close(), never drained
   LogLimiter log_limiter_;
 
   std::unique_ptr<Device> device_;
@@ -98,7 +129,12 @@ class Connection {
   uint64_t acked_features_ = 0;
   uint64_t acked_protocol_features_ = 0;
   bool owner_set_ = false;
+  bool session_started_ = false;  // a request was handled since the reset
   std::unique_ptr<GuestMemory> memory_;
+  // Changed only on the Serve thread, which reads it without the lock;
+  // each change (a QueueState replaced, its num/enabled/runner set) is made
+  // under info_mu_ so that Queues() can read from other threads.
+  mutable absl::Mutex info_mu_;
   std::vector<std::unique_ptr<QueueState>> queues_;
 };
 

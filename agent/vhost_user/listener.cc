@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "agent/vhost_user/connection.h"
 #include "common/errno_status.h"
@@ -101,6 +102,29 @@ void Listener::Stop() {
   ::unlink(path_.c_str());
 }
 
+SessionInfo Listener::Session() const {
+  absl::MutexLock lock(&mu_);
+  SessionInfo info;
+  info.connected = session_ != nullptr;
+  info.evicted = evicted_;
+  info.refused = refused_;
+  if (session_ != nullptr) info.queues = session_->Queues();
+  return info;
+}
+
+bool Listener::Evict() {
+  absl::MutexLock lock(&mu_);
+  evicted_ = true;
+  if (session_ == nullptr) return false;
+  session_->Close();
+  return true;
+}
+
+bool Listener::Admit() {
+  absl::MutexLock lock(&mu_);
+  return std::exchange(evicted_, false);
+}
+
 void Listener::AcceptLoop() {
   for (;;) {
     pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
@@ -118,12 +142,32 @@ void Listener::AcceptLoop() {
       ::poll(fds + 1, 1, 100);
       continue;
     }
+    {
+      absl::MutexLock lock(&mu_);
+      if (evicted_) {
+        // Closed at once (conn goes out of scope): a QEMU that reconnects
+        // every second would otherwise flood the log, hence the limiter.
+        ++refused_;
+        if (refused_log_.Allow()) {
+          LOG_WARN("refused a connection of an evicted guest").Kv("path", path_);
+        }
+        continue;
+      }
+    }
     metrics_.AddConnection();
     LOG_INFO("vhost-user front end connected").Kv("path", path_);
     absl::Status s;
     {
       Connection session(std::move(conn), factory_, &metrics_, stop_fd_.get());
+      {
+        absl::MutexLock lock(&mu_);
+        session_ = &session;
+        // Evicted between the check above and now.
+        if (evicted_) session.Close();
+      }
       s = session.Serve();
+      absl::MutexLock lock(&mu_);
+      session_ = nullptr;
     }
     if (absl::IsCancelled(s)) return;
     LOG_INFO("vhost-user front end gone").Kv("path", path_).Kv("status", s);

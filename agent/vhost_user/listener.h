@@ -10,20 +10,39 @@
 // destructor) ends the current session, joins every thread and removes the
 // socket file.
 //
-// Thread-safety: Start/Stop from one controlling thread; metrics() from any.
+// Eviction: Evict() closes the current session (as a disconnect would) and
+// makes the listener refuse new connections -- accept and close at once,
+// counted in SessionInfo::refused -- until Admit(). An operator kicks a
+// misbehaving guest and it stays out even if its front end reconnects.
+//
+// Thread-safety: Start/Stop from one controlling thread; metrics(),
+// Session(), Evict() and Admit() from any.
 #ifndef COHEREFS_AGENT_VHOST_USER_LISTENER_H_
 #define COHEREFS_AGENT_VHOST_USER_LISTENER_H_
 
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/vhost_user/connection.h"
 #include "agent/vhost_user/device.h"
+#include "agent/vhost_user/log_limiter.h"
 #include "agent/vhost_user/metrics.h"
 #include "common/unique_fd.h"
 
 namespace coherefs::agent::vhost_user {
+
+// The socket's session, now.
+struct SessionInfo {
+  bool connected = false;   // a front end's session is being served
+  bool evicted = false;     // new connections are refused (Evict)
+  uint64_t refused = 0;     // connections refused while evicted
+  std::vector<QueueInfo> queues;  // empty when not connected
+};
 
 class Listener {
  public:
@@ -44,6 +63,13 @@ class Listener {
   const std::string& socket_path() const { return path_; }
   DeviceMetrics& metrics() { return metrics_; }
 
+  SessionInfo Session() const;
+  // Closes the current session (returns whether there was one) and refuses
+  // new connections until Admit().
+  bool Evict();
+  // Accepts connections again; returns whether the listener was evicted.
+  bool Admit();
+
  private:
   Listener(std::string path, DeviceFactory factory, UniqueFd listen_fd,
            UniqueFd stop_fd);
@@ -54,6 +80,11 @@ class Listener {
   const UniqueFd listen_fd_;
   const UniqueFd stop_fd_;  // eventfd; written once by Stop, never drained
   DeviceMetrics metrics_;
+  mutable absl::Mutex mu_;
+  Connection* session_ ABSL_GUARDED_BY(mu_) = nullptr;  // on AcceptLoop's stack
+  bool evicted_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
+  LogLimiter refused_log_{1};
   std::thread thread_;
   bool stopped_ = false;
 };

@@ -17,6 +17,7 @@ struct MetricsSnapshot {
   uint64_t bad_messages = 0;   // vhost-user messages refused
   uint64_t bytes_in = 0;       // device-readable bytes of served chains
   uint64_t bytes_out = 0;      // bytes written back (used lengths)
+  uint64_t adopted = 0;        // sessions resumed without a handshake
 };
 
 class DeviceMetrics {
@@ -29,6 +30,7 @@ class DeviceMetrics {
   }
   void AddBadChain() { Add(bad_chains_, 1); }
   void AddBadMessage() { Add(bad_messages_, 1); }
+  void AddAdoptedSession() { Add(adopted_, 1); }
 
   MetricsSnapshot Snapshot() const {
     MetricsSnapshot s;
@@ -38,6 +40,7 @@ class DeviceMetrics {
     s.bad_messages = bad_messages_.load(std::memory_order_relaxed);
     s.bytes_in = bytes_in_.load(std::memory_order_relaxed);
     s.bytes_out = bytes_out_.load(std::memory_order_relaxed);
+    s.adopted = adopted_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -51,6 +54,7 @@ class DeviceMetrics {
   std::atomic<uint64_t> bad_messages_{0};
   std::atomic<uint64_t> bytes_in_{0};
   std::atomic<uint64_t> bytes_out_{0};
+  std::atomic<uint64_t> adopted_{0};
 };
 
 }  // namespace coherefs::agent::vhost_user

@@ -111,6 +111,7 @@ void QueueRunner::Drain() {
       Vring::PopResult r = ring_->Pop(&chain, &error);
       if (r == Vring::PopResult::kEmpty) break;
       if (r == Vring::PopResult::kChain) {
+        taken_.fetch_add(1, std::memory_order_relaxed);
         if (num_workers_ == 0) {
           Serve(chain);
         } else {
@@ -170,6 +171,7 @@ void QueueRunner::Serve(const Chain& chain) {
   // metrics must already include it.
   ctx_.metrics->AddRequest(chain.readable_bytes, len);
   ring_->Push(chain.head, len);
+  taken_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace coherefs::agent::vhost_user

@@ -57,6 +57,11 @@ class QueueRunner {
   void Stop();
   // The next avail index to serve; meaningful after Stop (GET_VRING_BASE).
   uint16_t last_avail_idx() const { return ring_->last_avail_idx(); }
+  // Chains taken from the avail ring and not yet pushed to the used ring;
+  // any thread (an operator's view: a relaxed read, possibly a moment old).
+  uint32_t in_flight() const { return taken_.load(std::memory_order_relaxed); }
+  bool enabled() const { return enabled_.load(std::memory_order_relaxed); }
+  uint32_t size() const { return ring_->num(); }
 
  private:
   void Run();
@@ -76,6 +81,7 @@ class QueueRunner {
   UniqueFd wake_fd_;
   std::atomic<bool> enabled_;
   std::atomic<bool> stopping_{false};
+  std::atomic<uint32_t> taken_{0};  // see in_flight()
   bool broken_ = false;  // queue thread only
   std::thread queue_thread_;
   std::vector<std::thread> workers_;

@@ -24,8 +24,17 @@ absl::Status ValidateOptions(const DeviceOptions& options) {
 }
 
 VirtioFsDevice::VirtioFsDevice(DeviceOptions options,
-                               std::unique_ptr<fuse::RequestHandler> handler)
-    : options_(std::move(options)), handler_(std::move(handler)) {}
+                               std::unique_ptr<fuse::RequestHandler> handler,
+                               std::shared_ptr<CurrentHandler> current)
+    : options_(std::move(options)),
+      handler_(std::move(handler)),
+      current_(std::move(current)) {
+  if (current_ != nullptr) current_->Set(handler_.get());
+}
+
+VirtioFsDevice::~VirtioFsDevice() {
+  if (current_ != nullptr) current_->Set(nullptr);
+}
 
 uint32_t VirtioFsDevice::NumQueues() const {
   return 1 + options_.num_request_queues;
@@ -65,9 +74,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const std::string& socket_path, DeviceOptions options,
     HandlerFactory factory) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
-  auto device_factory = [options, factory = std::move(factory)]()
+  auto current = std::make_shared<CurrentHandler>();
+  auto device_factory = [options, factory = std::move(factory), current]()
       -> std::unique_ptr<vhost_user::Device> {
-    return std::make_unique<VirtioFsDevice>(options, factory());
+    return std::make_unique<VirtioFsDevice>(options, factory(), current);
   };
   auto listener = vhost_user::Listener::Start(socket_path, device_factory);
   if (!listener.ok()) return listener.status();
@@ -75,7 +85,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       .Kv("tag", options.tag)
       .Kv("request_queues", options.num_request_queues)
       .Kv("thread_pool_size", options.thread_pool_size);
-  return std::unique_ptr<Server>(new Server(std::move(*listener)));
+  return std::unique_ptr<Server>(
+      new Server(std::move(*listener), std::move(current)));
 }
 
 }  // namespace coherefs::agent::virtio_fs

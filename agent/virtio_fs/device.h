@@ -23,8 +23,10 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/fuse/request_handler.h"
 #include "agent/vhost_user/device.h"
 #include "agent/vhost_user/listener.h"
@@ -53,11 +55,32 @@ struct DeviceOptions {
 // request queues, or more than 1024 workers per queue.
 absl::Status ValidateOptions(const DeviceOptions& options);
 
+// The FUSE handler of a socket's live device, for Server::Session(): a
+// device registers its handler while it exists (one at a time per socket).
+class CurrentHandler {
+ public:
+  void Set(const fuse::RequestHandler* handler) {
+    absl::MutexLock lock(&mu_);
+    handler_ = handler;
+  }
+  fuse::NegotiatedInit Negotiated() const {
+    absl::MutexLock lock(&mu_);
+    return handler_ != nullptr ? handler_->Negotiated() : fuse::NegotiatedInit{};
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  const fuse::RequestHandler* handler_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
 class VirtioFsDevice : public vhost_user::Device {
  public:
-  // `options` must be valid (ValidateOptions).
+  // `options` must be valid (ValidateOptions). `current` (may be null)
+  // holds the handler while the device exists.
   VirtioFsDevice(DeviceOptions options,
-                 std::unique_ptr<fuse::RequestHandler> handler);
+                 std::unique_ptr<fuse::RequestHandler> handler,
+                 std::shared_ptr<CurrentHandler> current = nullptr);
+  ~VirtioFsDevice() override;
 
   uint32_t NumQueues() const override;
   // Config space: tag[36], le32 num_request_queues.
@@ -71,7 +94,15 @@ class VirtioFsDevice : public vhost_user::Device {
  private:
   const DeviceOptions options_;
   const std::unique_ptr<fuse::RequestHandler> handler_;
+  const std::shared_ptr<CurrentHandler> current_;
   bool shut_down_ = false;  // connection thread only
+};
+
+// A socket's session as an operator sees it: the vhost-user side and what
+// FUSE_INIT negotiated.
+struct GuestSession {
+  vhost_user::SessionInfo vhost;
+  fuse::NegotiatedInit fuse;
 };
 
 using HandlerFactory = std::function<std::unique_ptr<fuse::RequestHandler>()>;
@@ -94,9 +125,21 @@ class Server {
   }
   const std::string& socket_path() const { return listener_->socket_path(); }
 
+  // Any thread. See vhost_user::Listener for eviction.
+  GuestSession Session() const {
+    GuestSession s;
+    s.vhost = listener_->Session();
+    if (s.vhost.connected) s.fuse = current_->Negotiated();
+    return s;
+  }
+  bool Evict() { return listener_->Evict(); }
+  bool Admit() { return listener_->Admit(); }
+
  private:
-  explicit Server(std::unique_ptr<vhost_user::Listener> listener)
-      : listener_(std::move(listener)) {}
+  Server(std::unique_ptr<vhost_user::Listener> listener,
+         std::shared_ptr<CurrentHandler> current)
+      : current_(std::move(current)), listener_(std::move(listener)) {}
+  const std::shared_ptr<CurrentHandler> current_;
   std::unique_ptr<vhost_user::Listener> listener_;
 };
 

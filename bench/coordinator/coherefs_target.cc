@@ -143,6 +143,7 @@ absl::StatusOr<std::unique_ptr<CoherefsTarget>> CoherefsTarget::Launch(
       absl::StrCat("--port-file=", port_file),
       absl::StrCat("--data-dir=", options.work_dir, "/data"),
       "--metrics-listen=127.0.0.1:0",
+      "--insecure",  // loopback; the benchmark measures the coordinator, not TLS
   };
   argv.insert(argv.end(), options.extra_flags.begin(), options.extra_flags.end());
   RETURN_IF_ERROR(t->process_.Start(argv, t->log_path_));

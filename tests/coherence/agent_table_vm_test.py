@@ -12,7 +12,10 @@ with `coherefs-table slot` (file key resolved at the coordinator). Checked:
   - g0's `get SLOT` equals the version the coordinator has for the file;
   - a `watch SLOT` started in g0 before g1's chmod reports a rise, and
     g0's `get` then equals the coordinator's new version;
-  - a chmod of ANOTHER file by g1 leaves g0's view of the slot unchanged.
+  - a chmod of ANOTHER file by g1 leaves g0's view of the slot unchanged;
+  - guests never write a version table: g0 maps the BAR read-write and
+    overwrites its first page; the host's table bytes are unchanged, the
+    (sandboxed) agent runs on, and g0 still reads correct versions.
 Fails, never skips, when the VMs cannot run.
 """
 
@@ -139,6 +142,38 @@ def run_checks(reader, writer, host, shared, table):
     print("     g's version now %#x" % g_after)
 
 
+def hostile_guest(reader, writer, host, shared, table, export, agent, poke):
+    """Guests never write a version table: g0 maps the BAR read-write and
+    overwrites its first page (header and the first slots); the agent's
+    table on the host is unchanged, the agent runs on, and g0 still reads
+    the coordinator's versions (and sees the next change)."""
+    with open(export["path"], "rb") as f:
+        before = f.read(4096)
+    rc, out = reader.run(table + " --pci auto --json info")
+    expect("info exit before poke", rc, 0)
+    resource = json.loads(out)["path"]
+    rc, out = reader.run("%s %s fill" % (poke, resource))
+    print("     bar_poke fill: rc=%d %s" % (rc, out.strip()))
+    time.sleep(0.5)
+    with open(export["path"], "rb") as f:
+        after = f.read(4096)
+    expect("host table page 0 after the guest's stores (unchanged)",
+           after == before, True)
+    expect("no poked bytes in the host table", b"\xa5" * 16 in after, False)
+    expect("agent still running", agent.poll(), None)
+    slot, v = host.slot(os.path.join(shared, "f"))
+    expect("guest still reads the coordinator's version",
+           guest_get(reader, table, slot), v)
+    writer.check("chmod 640 /mnt/f")
+    _, v2 = host.slot(os.path.join(shared, "f"))
+    deadline = time.monotonic() + 10
+    seen = guest_get(reader, table, slot)
+    while seen != v2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        seen = guest_get(reader, table, slot)
+    expect("guest sees the next change after the poke", seen, v2)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--agent-bin", required=True)
@@ -182,11 +217,19 @@ def main():
                 dst = os.path.join(c.shared_dir, "coherefs-table")
                 shutil.copy(args.table_bin, dst)
                 os.chmod(dst, 0o755)
+                poke = os.path.join(c.shared_dir, "bar_poke")
+                subprocess.run(["gcc", "-static", "-O2", "-o", poke,
+                                os.path.join(HERE, "bar_poke.c")], check=True)
+                host = Host(os.path.abspath(args.table_host_bin), crd.target)
                 try:
-                    run_checks(c.guests[0], c.guests[1],
-                               Host(os.path.abspath(args.table_host_bin),
-                                    crd.target),
+                    run_checks(c.guests[0], c.guests[1], host,
                                c.shared_dir, "/mnt/coherefs-table")
+                    hostile_guest(
+                        c.guests[0], c.guests[1], host, c.shared_dir,
+                        "/mnt/coherefs-table",
+                        wait_export(os.path.join(exports[0],
+                                                 VOLUME + ".table.json")),
+                        backend.procs[0], "/mnt/bar_poke")
                 except vmlib.VmError as e:
                     print("FAIL: %s" % e)
                     for g in c.guests:

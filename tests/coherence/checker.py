@@ -491,7 +491,7 @@ class HostDriver:
                 "--thread-pool-size=2"]
         if self.coordinator is not None:
             argv += ["--coordinator=" + self.coordinator.target,
-                     "--agent-id=host-" + name]
+                     "--agent-id=host-" + name, "--insecure"]
         if self.coherence is not None:
             argv.append("--coherence=" + self.coherence)
         return argv + self.extra_args

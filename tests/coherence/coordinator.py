@@ -75,6 +75,9 @@ class Coordinator:
                 "--data-dir=" + self.data_dir,
                 "--volumes=" + self.volumes,
                 "--metrics-listen="] + self.extra_args
+        # Plaintext unless the test configures mutual TLS itself.
+        if not any(a.startswith("--tls-") for a in self.extra_args):
+            argv.append("--insecure")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT)

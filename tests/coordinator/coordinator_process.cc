@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -78,6 +79,11 @@ absl::Status CoordinatorProcess::Start() {
       "--metrics-listen=",
   };
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+  // Plaintext unless the test configures mutual TLS itself.
+  if (std::none_of(extra_args_.begin(), extra_args_.end(),
+                   [](const std::string& a) { return a.rfind("--tls-", 0) == 0; })) {
+    args.push_back("--insecure");
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -50,6 +50,9 @@ class CoordinatorProcess {
   void Kill();
 
   int port() const { return port_; }
+  // The running process (-1 when stopped), e.g. to SIGSTOP it: a hung
+  // coordinator whose connections stay open.
+  pid_t pid() const { return pid_; }
   std::string target() const;
   // The process's stderr/stdout so far (for failure messages).
   std::string Log() const;

@@ -1,29 +1,17 @@
 #!/usr/bin/env bash
-# Builds each fuzz target with clang (libFuzzer, ASan, UBSan) from the
-# source tree and runs it for FUZZ_SECONDS (default 15) from its seed corpus.
-# Any crash, leak or sanitizer report makes the fuzzer exit non-zero, and
-# this test fail.
+# Builds every fuzz target with clang (libFuzzer, ASan, UBSan) from the
+# source tree, with the shared recipe of tests/fuzz/fuzz_lib.sh, and runs
+# each for FUZZ_SECONDS (default 15) from its seed corpus, two at a time.
+# Any crash, leak, sanitizer report or broken invariant makes that fuzzer
+# exit non-zero, and this test fail. The long run is scripts/fuzz.sh.
 set -euo pipefail
 seconds="${FUZZ_SECONDS:-15}"
-# The scripts find the sources relative to themselves: use the real tree.
-script="$(readlink -f "${TEST_SRCDIR:?run under bazel test}/${TEST_WORKSPACE}/agent/fuse/run_fuzz.sh")"
-repo="$(cd "$(dirname "$script")/../.." && pwd)"
+# The library finds the sources relative to itself: use the real tree.
+lib="$(readlink -f "${TEST_SRCDIR:?run under bazel test}/${TEST_WORKSPACE}/tests/fuzz/fuzz_lib.sh")"
+FUZZ_REPO="$(cd "$(dirname "$lib")/../.." && pwd)"
+# shellcheck source=fuzz_lib.sh
+. "$lib"
 work="$(mktemp -d "${TEST_TMPDIR:-/tmp}/fuzz.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-
-passed=0
-failed=0
-run() {
-  local name="$1"; shift
-  if FUZZ_WORK="$work/$name" "$@" >"$work/$name.log" 2>&1; then
-    echo "PASS $name: $(grep -ho 'stat::number_of_executed_units: *[0-9]*' "$work/$name.log" | awk '{s+=$2} END {print s+0}') executions"
-    passed=$((passed + 1))
-  else
-    echo "FAIL $name:"; tail -40 "$work/$name.log"
-    failed=$((failed + 1))
-  fi
-}
-run fuse_server "$repo/agent/fuse/run_fuzz.sh" "$seconds"
-run vhost_user "$repo/agent/vhost_user/run_fuzz.sh" "$seconds"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+# shellcheck disable=SC2086
+FUZZ_PARALLEL=2 fuzz_build_and_run "$work" "-max_total_time=$seconds" $FUZZ_TARGETS

@@ -390,6 +390,8 @@ MOVED = [
     "sum(coherefs_agent_bumped_slots_total)",
     "sum(coherefs_agent_invalidations_applied_total)",
     "sum(coherefs_agent_invalidated_slots_total)",
+    "sum(coherefs_agent_lease_length_seconds_count)",
+    "sum(coherefs_agent_invalidation_delivery_lag_seconds_count)",
     "sum(coherefs_agent_slots_resolved_total)",
     "sum(coherefs_agent_table_slots_used)",
     "sum(coherefs_coordinator_bumps_total)",

@@ -247,7 +247,9 @@ class CoherefsBackend(Backend):
         return ([self.agent_bin, "--socket-path=" + ",".join(sockets)] + [
             "--shared-dir=" + shared_dir, "--cache=" + self.cache,
             "--thread-pool-size=%d" % self.thread_pool_size,
-            "--log-level=" + self.log_level] + self.extra_args)
+            "--log-level=" + self.log_level,
+            # Plaintext gRPC (coordinator link, admin service) on loopback.
+            "--insecure"] + self.extra_args)
 
     def start(self, shared_dir, sockets, workdir):
         if not os.access(self.agent_bin, os.X_OK):

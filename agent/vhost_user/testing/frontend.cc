@@ -236,16 +236,6 @@ absl::Status Frontend::SendSet(RequestType type, const std::string& payload,
 }
 
 absl::Status Frontend::Negotiate() {
-  // A (re)negotiation starts from empty rings, as a driver reset does.
-  const uint32_t n = options_.queue_size;
-  for (Ring& r : rings_) {
-    std::memset(Host(r.avail_gpa), 0, AvailRingBytes(n));
-    std::memset(Host(r.used_gpa), 0, UsedRingBytes(n));
-    r.avail_idx = r.last_used = 0;
-    r.chains.clear();
-    r.free.clear();
-    for (uint32_t i = 0; i < n; ++i) r.free.push_back(static_cast<uint16_t>(i));
-  }
   ASSIGN_OR_RETURN(uint64_t offered, GetU64(RequestType::kGetFeatures));
   if (offered & Bit(kVhostUserFProtocolFeatures)) {
     ASSIGN_OR_RETURN(uint64_t proto, GetU64(RequestType::kGetProtocolFeatures));
@@ -260,7 +250,22 @@ absl::Status Frontend::Negotiate() {
     }
   }
   RETURN_IF_ERROR(SendSet(RequestType::kSetOwner, ""));
-  acked_features_ = offered & options_.feature_mask;
+  return StartDevice(offered & options_.feature_mask, acked_protocol_);
+}
+
+absl::Status Frontend::StartDevice(uint64_t features, uint64_t protocol) {
+  // A (re)start begins from empty rings, as a driver reset does.
+  const uint32_t n = options_.queue_size;
+  for (Ring& r : rings_) {
+    std::memset(Host(r.avail_gpa), 0, AvailRingBytes(n));
+    std::memset(Host(r.used_gpa), 0, UsedRingBytes(n));
+    r.avail_idx = r.last_used = 0;
+    r.chains.clear();
+    r.free.clear();
+    for (uint32_t i = 0; i < n; ++i) r.free.push_back(static_cast<uint16_t>(i));
+  }
+  acked_features_ = features;
+  acked_protocol_ = protocol;
   RETURN_IF_ERROR(SendSet(RequestType::kSetFeatures, U64(acked_features_)));
   RETURN_IF_ERROR(SendSet(RequestType::kSetMemTable, MemTable(), MemFds()));
   for (uint32_t q = 0; q < rings_.size(); ++q) {

@@ -65,6 +65,10 @@ class Frontend {
   // SET_VRING_ENABLE. With REPLY_ACK every message without a reply carries
   // NEED_REPLY and its ack is checked.
   absl::Status Negotiate();
+  // What QEMU's vhost_dev_start sends (SET_FEATURES onwards, no handshake),
+  // as after reconnecting to a restarted back end: `features` and `protocol`
+  // are what the front end negotiated with the previous one.
+  absl::Status StartDevice(uint64_t features, uint64_t protocol);
 
   // --- raw protocol ---
   absl::Status SendBytes(const std::string& bytes, const std::vector<int>& fds);
