@@ -376,24 +376,42 @@ absl::StatusOr<AgentGrant> CoherenceCore::RegisterAgent(
                            : std::clamp(requested_ttl, options_.min_lease_ttl,
                                         options_.max_lease_ttl);
   const absl::Time now = absl::Now();
-  absl::MutexLock lock(&mu_);
-  if (stopping_) return absl::UnavailableError("coordinator is shutting down");
-  auto it = agents_.find(agent_id);
-  if (it != agents_.end() && it->second.live && it->second.deadline > now) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "agent '", agent_id, "' is registered and its lease is live"));
+  // Streams of an expired registration the reaper has not ended yet: they
+  // belong to the old lease, so they end here as ExpireAgents would end
+  // them (the agent subscribes again), instead of living on unaccounted for
+  // in strict-mode lease gathering. Found by //server:coordinator_fuzzer.
+  std::vector<std::shared_ptr<Subscription>> stale_streams;
+  AgentGrant grant;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("coordinator is shutting down");
+    auto it = agents_.find(agent_id);
+    if (it != agents_.end() && it->second.live && it->second.deadline > now) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "agent '", agent_id, "' is registered and its lease is live"));
+    }
+    Agent& agent = agents_[agent_id];
+    for (auto& w : agent.subscriptions) {
+      if (auto sub = w.lock()) stale_streams.push_back(std::move(sub));
+    }
+    agent = Agent();
+    agent.ttl = ttl;
+    agent.deadline = now + ttl;
+    agent.last_contact = now;
+    agent.last_keepalive = now;
+    agent.max_guest_lease_ms = max_guest_lease_ms;
+    grant = AgentGrant{ttl, epoch_};
   }
-  Agent& agent = agents_[agent_id];
-  agent = Agent();
-  agent.ttl = ttl;
-  agent.deadline = now + ttl;
-  agent.last_contact = now;
-  agent.last_keepalive = now;
-  agent.max_guest_lease_ms = max_guest_lease_ms;
   LOG_INFO("agent registered")
       .Kv("agent", agent_id)
       .Kv("lease_ttl_ms", absl::ToInt64Milliseconds(ttl));
-  return AgentGrant{ttl, epoch_};
+  for (auto& sub : stale_streams) {
+    if (sub->End(absl::FailedPreconditionError(absl::StrCat(
+            "lease of agent '", agent_id, "' expired; it registered again")))) {
+      sub->Wake();
+    }
+  }
+  return grant;
 }
 
 absl::StatusOr<AgentGrant> CoherenceCore::KeepAlive(

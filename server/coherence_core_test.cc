@@ -575,6 +575,27 @@ TEST_F(CoreTest, CompactionByAge) {
   EXPECT_TRUE(store_.ReadLog("v", 1, 10)->empty());
 }
 
+// An agent whose lease ran out registers again before the reaper saw the
+// expiry: the old registration's stream ends (it subscribes again) instead
+// of living on outside strict-mode lease gathering.
+TEST_F(CoreTest, RegisteringAgainEndsTheExpiredRegistrationsStreams) {
+  options_.lease_check_interval = absl::Hours(1);  // the reaper stays idle
+  StartCore();
+  ASSERT_TRUE(core_->CreateVolumeSync("v", 8).ok());
+  ASSERT_TRUE(core_->RegisterAgent("a3", absl::Milliseconds(1), 0).ok());
+  auto sub = core_->Subscribe("v", 0, "a3");
+  ASSERT_TRUE(sub.ok());
+  EXPECT_EQ(NextEvent(sub->get()).kind, Kind::kProgress);
+  absl::SleepFor(options_.min_lease_ttl + absl::Milliseconds(50));
+  ASSERT_TRUE(core_->RegisterAgent("a3", absl::Seconds(5), 0).ok());
+  SubscriptionEvent end = NextEvent(sub->get());
+  ASSERT_EQ(end.kind, Kind::kEnd);
+  EXPECT_EQ(end.end_status.code(), absl::StatusCode::kFailedPrecondition);
+  auto again = core_->Subscribe("v", 0, "a3");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(NextEvent(again->get()).kind, Kind::kProgress);
+}
+
 TEST_F(CoreTest, AgentLeaseLifecycle) {
   StartCore();
   ASSERT_TRUE(core_->CreateVolumeSync("v", 8).ok());
