@@ -94,11 +94,11 @@ def main():
         acks, _ = st.acks()
         data = crd.data_dir
         ssts, wals = files(data, ".sst"), files(data, ".log")
-        res.expect("set-up: %d acks, %d SST, %d WAL (%s bytes)" % (
+        res.check("set-up: %d acks, %d SST, %d WAL (%s bytes)" % (
             len(acks), len(ssts), len(wals),
             [os.path.getsize(w) for w in wals]),
             acks and ssts and wals and os.path.getsize(wals[-1]) > 0)
-        res.expect("set-up: every ack in the snapshot before damage",
+        res.check("set-up: every ack in the snapshot before damage",
                    not faults_lib.lost_acks(acks, good))
         pristine = os.path.join(work, "pristine")
         shutil.copytree(data, pristine)
@@ -161,23 +161,23 @@ def main():
             log = crd.log_text()[log_start:].splitlines()
             errors = [l for l in log if "level=error" in l]
             if should_start:
-                ok = res.expect("%s: coordinator starts" % name, started,
+                ok = res.check("%s: coordinator starts" % name, started,
                                 "\n".join(log[-3:]))
                 if ok:
                     _, _, versions = faults_lib.snapshot_retry(
                         args.storm_bin, crd.target)
                     lost = faults_lib.lost_acks(acks, versions)
-                    res.expect("%s: every acknowledged bump there (%d acks)"
+                    res.check("%s: every acknowledged bump there (%d acks)"
                                % (name, len(acks)), not lost, lost[:5])
-                    res.expect("%s: versions as before the stop" % name,
+                    res.check("%s: versions as before the stop" % name,
                                versions == good)
                     crd.stop()
                 continue
             if started:
                 crd.stop(hard=True)
-            res.expect("%s: refuses to start (exit %s)" % (name, code),
+            res.check("%s: refuses to start (exit %s)" % (name, code),
                        not started and code == 1, "\n".join(log[-3:]))
-            res.expect("%s: one error line naming the data dir" % name,
+            res.check("%s: one error line naming the data dir" % name,
                        len(errors) == 1 and data in errors[0],
                        "\n".join(errors or log[-3:]))
             if errors:

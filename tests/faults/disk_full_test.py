@@ -99,7 +99,7 @@ def main():
         st = faults_lib.Storm(args.storm_bin, crd.target, work, n=2,
                               threads=2, slots_per_bump=8)
         st.start()
-        res.expect("storm acks before the disk fills",
+        res.check("storm acks before the disk fills",
                    wait_for(lambda: len(st.acks()[0]) > 200, 20))
         # Below the store's reserve (RocksDbStore::kMinFreeBytes, 8 MiB)
         # but not to the last byte: the coordinator must refuse by itself.
@@ -109,32 +109,32 @@ def main():
         before = len(st.acks()[0])
         time.sleep(2.0)
         during = len(st.acks()[0])
-        res.expect("no bump acknowledged while the disk is full (%d bytes "
+        res.check("no bump acknowledged while the disk is full (%d bytes "
                    "filler; %d acks before, %d after 2 s)" % (
                        filled, before, during), during == before)
         log = crd.log_text()
-        res.expect("coordinator logged the refusal with its reason",
+        res.check("coordinator logged the refusal with its reason",
                    "store full" in log and "disk full" in log,
                    log.splitlines()[-3:])
         # Now the last byte too: nothing changes (nothing is written).
         fill(filler + "2")
         time.sleep(1.0)
-        res.expect("disk 100%% full: still no ack, coordinator up (%d free)"
+        res.check("disk 100%% full: still no ack, coordinator up (%d free)"
                    % free_bytes(mnt), len(st.acks()[0]) == during and
                    crd.proc.poll() is None)
         os.unlink(filler + "2")
 
         # 2. Space back, no restart.
         os.unlink(filler)
-        res.expect("bumps succeed again without a restart (within 10 s)",
+        res.check("bumps succeed again without a restart (within 10 s)",
                    wait_for(lambda: len(st.acks()[0]) > during + 100, 10),
                    crd.log_text().splitlines()[-3:])
-        res.expect("coordinator still the same process",
+        res.check("coordinator still the same process",
                    crd.proc is not None and crd.proc.poll() is None)
         st.stop()
         codes = storm_codes(st)
         print("     storm errors by code: %s" % codes)
-        res.expect("failed bumps said RESOURCE_EXHAUSTED",
+        res.check("failed bumps said RESOURCE_EXHAUSTED",
                    codes.get("RESOURCE_EXHAUSTED", 0) > 0 and
                    "OK" not in codes, codes)
         acks, _ = st.acks()
@@ -145,9 +145,9 @@ def main():
         _, _, versions = faults_lib.snapshot_retry(args.storm_bin,
                                                    crd.target)
         lost = faults_lib.lost_acks(acks, versions)
-        res.expect("after a restart every acknowledged bump is there (%d "
+        res.check("after a restart every acknowledged bump is there (%d "
                    "acks)" % len(acks), not lost, lost[:5])
-        res.expect("acks per client thread and slot grow",
+        res.check("acks per client thread and slot grow",
                    not faults_lib.non_monotonic(acks))
 
         # 4. Start on a full disk.
@@ -166,16 +166,16 @@ def main():
             crd.stop(hard=True)
         else:
             crd.forget()
-        res.expect("start on a full disk fails (exit %s)" % code,
+        res.check("start on a full disk fails (exit %s)" % code,
                    not started and code == 1)
-        res.expect("one error line naming the data dir",
+        res.check("one error line naming the data dir",
                    len(errors) == 1 and crd.data_dir in errors[0], errors)
         if errors:
             print("     " + errors[0][:300])
         os.unlink(filler)
         crd.start()
         _, _, again = faults_lib.snapshot_retry(args.storm_bin, crd.target)
-        res.expect("next start with space works; acks still there",
+        res.check("next start with space works; acks still there",
                    not faults_lib.lost_acks(acks, again))
         crd.stop()
     finally:

@@ -23,28 +23,10 @@ HERE = os.path.dirname(os.path.realpath(__file__))
 COHERENCE = os.path.join(os.path.dirname(HERE), "coherence")
 sys.path.insert(0, COHERENCE)
 import coordinator  # noqa: E402  (tests/coherence/coordinator.py)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+from testlib import Results, free_port  # noqa: E402,F401  (re-exported)
 
 _env_lock = threading.Lock()
-
-
-class Results:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def expect(self, what, cond, detail=""):
-        if cond:
-            self.passed += 1
-            print("ok   " + what, flush=True)
-        else:
-            self.failed += 1
-            print("FAIL " + what + (": " + str(detail) if detail else ""),
-                  flush=True)
-        return cond
-
-    def finish(self):
-        print("%d passed, %d failed" % (self.passed, self.failed))
-        return 1 if self.failed or not self.passed else 0
 
 
 class FaultCoordinator(coordinator.Coordinator):
@@ -111,15 +93,6 @@ def scrape(port):
             except ValueError:
                 pass
     return out
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def snapshot(storm_bin, target, volume="default", timeout=15):

@@ -184,7 +184,7 @@ def main():
                                  n=args.clients)
         storm.start()
         epoch, _, prev = faults_lib.snapshot_retry(args.storm_bin, crd.target)
-        res.expect("first start: epoch %d" % epoch, epoch >= 1)
+        res.check("first start: epoch %d" % epoch, epoch >= 1)
         stop = threading.Event()
         progress = [0]
         records_box = []
@@ -301,37 +301,37 @@ def main():
             by_how[h] = by_how.get(h, 0) + 1
         print("kills by kind: %s" % json.dumps(by_how, sort_keys=True))
         print("storm: %s" % "; ".join(done))
-        res.expect("no workload error", not errors, errors)
-        res.expect("%d kills done" % args.kills, len(kills) >= args.kills,
+        res.check("no workload error", not errors, errors)
+        res.check("%d kills done" % args.kills, len(kills) >= args.kills,
                    len(kills))
         fp_kills = [k for k in kills if k["how"].split(" (before")[0] in
                     WINDOWS]
-        res.expect("failpoint kills (%d) died by SIGABRT" % len(fp_kills),
+        res.check("failpoint kills (%d) died by SIGABRT" % len(fp_kills),
                    all(k["exit"] == -6 for k in fp_kills), fp_kills)
-        res.expect("no acknowledged bump lost (%d acks)" % len(acks),
+        res.check("no acknowledged bump lost (%d acks)" % len(acks),
                    not lost_total, lost_total[:10])
-        res.expect("versions never shrank across restarts", not shrunk_total,
+        res.check("versions never shrank across restarts", not shrunk_total,
                    shrunk_total[:10])
         bad = faults_lib.non_monotonic(acks)
-        res.expect("each client's acked versions grow per slot", not bad,
+        res.check("each client's acked versions grow per slot", not bad,
                    bad[:10])
-        res.expect("storm clients exited cleanly", codes and
+        res.check("storm clients exited cleanly", codes and
                    all(c == 0 for c in codes), codes)
         final_epoch, _, final = faults_lib.snapshot_retry(args.storm_bin,
                                                           crd.target)
-        res.expect("final snapshot holds every ack",
+        res.check("final snapshot holds every ack",
                    not faults_lib.lost_acks(acks, final))
-        res.expect("epoch counts every start (%d starts, epoch %d)" % (
+        res.check("epoch counts every start (%d starts, epoch %d)" % (
             crd.starts, final_epoch), final_epoch == crd.starts)
         ctl = faults_lib.ctl_base(args.ctl_bin, crd.target)
         ok, doc = table_diff_clean(ctl, [d.admin["a"], d.admin["b"]])
-        res.expect("agents resynchronised (table diff clean, unfenced)", ok,
+        res.check("agents resynchronised (table diff clean, unfenced)", ok,
                    json.dumps(doc)[:600])
         if args.stream_faults:
             log = crd.log_text()
             fired = {n: log.count("failpoint fired\" failpoint=" + n)
                      for n in ("core.fanout", "service.stream.send")}
-            res.expect("stream faults fired: %s" % fired,
+            res.check("stream faults fired: %s" % fired,
                        all(v > 0 for v in fired.values()))
         if errors or not ok:
             print(d.agent_log_tail(30))
@@ -339,7 +339,7 @@ def main():
     print(rep.format(limit=5))
     s = rep.summary()
     writer_ops = sum(1 for r in records if r["who"] == "w") - 1
-    res.expect("checker strict across %d kills: %d observations, %d writer "
+    res.check("checker strict across %d kills: %d observations, %d writer "
                "ops, 0 stale, 0 phantom" % (len(kills), s["observations"],
                                            writer_ops),
                rep.ok and s["observations"] > 0 and writer_ops > 0 and

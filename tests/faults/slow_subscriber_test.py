@@ -111,14 +111,14 @@ def main():
             print("     storm: %d acks in %.1f s while one subscriber was "
                   "stuck; seqs %d..%d" % (acks_during, storm_s, seq0 + 1,
                                          seq_end))
-            res.expect("bumps go on while a subscriber is stuck (%d acks >= "
+            res.check("bumps go on while a subscriber is stuck (%d acks >= "
                        "%d)" % (acks_during, args.min_acks),
                        acks_during >= args.min_acks)
-            res.expect("largest live queue %d <= limit %d" % (
+            res.check("largest live queue %d <= limit %d" % (
                 depth_max, QUEUE_LIMIT), depth_max <= QUEUE_LIMIT)
-            res.expect("stuck subscriber moved to the stored log (%d "
+            res.check("stuck subscriber moved to the stored log (%d "
                        "overflows)" % overflows, overflows >= 1)
-            res.expect("coordinator RSS grew %d KiB (< 100 MiB)" % (
+            res.check("coordinator RSS grew %d KiB (< 100 MiB)" % (
                 rss_max - rss0), rss_max - rss0 < 100 * 1024)
             for name in ("stuck", "healthy"):
                 r = parse_stall(outs[name])
@@ -126,9 +126,9 @@ def main():
                     r["resyncs"] == 0 and r["first"] == seq0 + 1 and \
                     r["last"] >= seq_end and \
                     r["received"] == r["last"] - r["first"] + 1
-                res.expect("%s subscriber got every change %d..%d with no "
+                res.check("%s subscriber got every change %d..%d with no "
                            "gap: %s" % (name, seq0 + 1, seq_end, r), ok)
-            res.expect("subscribers exited 0", codes == [0, 0], codes)
+            res.check("subscribers exited 0", codes == [0, 0], codes)
     finally:
         for p in procs:
             coordinator.stop_process(p, hard=True)

@@ -35,15 +35,13 @@ import sys
 import tempfile
 import time
 
-PASSED = []
-FAILED = []
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+import testlib  # noqa: E402
+from testlib import free_port, wait_for  # noqa: E402
+
+RESULTS = testlib.Results()
+check = RESULTS.check
 PROCS = []
-
-
-def check(name, ok, detail=""):
-    (PASSED if ok else FAILED).append(name)
-    print("%s %s%s" % ("ok  " if ok else "FAIL", name,
-                       "" if ok else ": %s" % (detail,)), flush=True)
 
 
 def spawn(argv, log_path):
@@ -63,24 +61,6 @@ def stop(p):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(5)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(pred, timeout_s, what):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise RuntimeError("timed out waiting for " + what)
 
 
 def read(path):
@@ -375,8 +355,7 @@ def main():
         if os.path.ismount(mnt):
             subprocess.run(["umount", "-l", mnt], check=False)
         shutil.rmtree(work, ignore_errors=True)
-    print("%d passed, %d failed" % (len(PASSED), len(FAILED)))
-    return 1 if FAILED else 0
+    return RESULTS.finish()
 
 
 if __name__ == "__main__":

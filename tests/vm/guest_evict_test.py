@@ -23,26 +23,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 import build_initramfs  # noqa: E402
+import testlib  # noqa: E402
 import vmlib  # noqa: E402
+from testlib import free_port  # noqa: E402
 
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, cond, detail=""):
-    if cond:
-        results["passed"] += 1
-    else:
-        results["failed"] += 1
-        print("FAIL %s %s" % (name, detail), file=sys.stderr)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+results = testlib.Results()
+check = results.check
 
 
 def ctl(binary, *args):
@@ -59,13 +47,7 @@ def guest_json(binary, admin):
 
 
 def wait_for(pred, what, timeout_s=20):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise RuntimeError("timed out waiting for " + what)
+    return testlib.wait_for(pred, timeout_s, what, interval_s=0.1)
 
 
 def main():
@@ -147,13 +129,12 @@ def main():
         if guest is not None:
             guest.close()
         backend.close()
-        if done and results["failed"] == 0:
+        if done and results.failed == 0:
             vmlib.shutil.rmtree(work, ignore_errors=True)
         else:
             print("kept %s (logs)" % work, file=sys.stderr)
     print("took %.1f s" % (time.monotonic() - t0))
-    print("%d passed, %d failed" % (results["passed"], results["failed"]))
-    return 1 if results["failed"] else 0
+    return results.finish()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Ends with "N passed, N failed"; exit 1 on failure, 2 if the set-up failed.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,32 +24,12 @@ import time
 
 RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", ""),
                         os.environ.get("TEST_WORKSPACE", "coherefs"))
-passed = failed = 0
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+import testlib  # noqa: E402
+from testlib import free_port, wait_for  # noqa: E402
 
-
-def check(name, ok, detail=""):
-    global passed, failed
-    print("%s %s%s" % ("PASS" if ok else "FAIL", name,
-                       "" if ok else ": " + detail), flush=True)
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred, seconds, what):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise RuntimeError("timed out waiting for " + what)
+results = testlib.Results()
+check = results.check
 
 
 class Shell:
@@ -170,8 +149,7 @@ def main():
               rc in (0, 143) and "level=info component=agent" in log and
               'msg=stopped' in log, "rc=%s\n%s" % (rc, log[-3000:]))
         subprocess.run(["rm", "-rf", home])
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return results.finish()
 
 
 if __name__ == "__main__":
