@@ -27,6 +27,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.join(REPO, "tests", "vm"))
 sys.path.insert(0, os.path.join(REPO, "tests", "coherence"))
 import vmlib  # noqa: E402
+sys.path.insert(0, os.path.join(REPO, "tests"))
+import testlib  # noqa: E402
 
 _DEFAULTS = {
     "agent_bin": ("COHEREFS_AGENT_BIN", "agent/coherefs-agent"),
@@ -68,24 +70,11 @@ def supports_flag(binary, flag):
     return False
 
 
-class Results:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
+class Results(testlib.Results):
+    """testlib.Results with the condition first, as these tests read."""
 
     def check(self, ok, what, detail=""):
-        if ok:
-            self.passed += 1
-            print("PASS %s%s" % (what, (": " + detail) if detail else ""))
-        else:
-            self.failed += 1
-            print("FAIL %s%s" % (what, (": " + detail) if detail else ""))
-        sys.stdout.flush()
-        return ok
-
-    def finish(self):
-        print("%d passed, %d failed" % (self.passed, self.failed))
-        return 0 if self.failed == 0 and self.passed > 0 else 1
+        return super().check(what, ok, detail)
 
 
 class Qmp:
