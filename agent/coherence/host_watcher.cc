@@ -195,35 +195,43 @@ bool HostWatcher::ReadEvents(Batch* batch) {
       return false;
     }
     if (len == 0) return true;
-    for (auto* event = reinterpret_cast<const struct fanotify_event_metadata*>(read_buf_.data());
-         FAN_EVENT_OK(event, len); event = FAN_EVENT_NEXT(event, len)) {
-      if (event->vers != FANOTIFY_METADATA_VERSION) {
+    // Records are only 4-byte aligned (names pad to 4, FAN_EVENT_NEXT
+    // assumes more), so each event's metadata is copied out, not read in
+    // place (UBSan caught the misaligned 64-bit mask).
+    const char* buf = reinterpret_cast<const char*>(read_buf_.data());
+    for (size_t off = 0; static_cast<size_t>(len) - off >= sizeof(fanotify_event_metadata);) {
+      struct fanotify_event_metadata event;
+      std::memcpy(&event, buf + off, sizeof(event));
+      if (event.event_len < sizeof(event) || event.event_len > static_cast<size_t>(len) - off) break;
+      if (event.vers != FANOTIFY_METADATA_VERSION) {
         Overflow("fanotify metadata version mismatch",
-                 absl::InternalError(absl::StrCat("fanotify metadata version ", event->vers)),
+                 absl::InternalError(absl::StrCat("fanotify metadata version ", event.vers)),
                  /*remark=*/false, batch);
         return false;
       }
       metrics_.events.fetch_add(1, std::memory_order_relaxed);
-      if (event->mask & FAN_Q_OVERFLOW) {
+      if (event.mask & FAN_Q_OVERFLOW) {
         Overflow("fanotify queue overflow", absl::OkStatus(), /*remark=*/true, batch);
-        continue;
+      } else {
+        HandleEvent(event, buf + off, batch);
       }
-      HandleEvent(event, batch);
+      off += event.event_len;
     }
     if (batch->keys.size() >= options_.max_batch) return true;
   }
   return true;
 }
 
-void HostWatcher::HandleEvent(const struct fanotify_event_metadata* event, Batch* batch) {
+void HostWatcher::HandleEvent(const struct fanotify_event_metadata& event, const char* raw,
+                              Batch* batch) {
   // Info records: DFID_NAME (the directory the event was reported in, and
   // the entry's name; "." for an event on a marked directory itself) and,
   // for events on entries, FID (the entry: the object, or the dirent
   // target).
   const struct file_handle* dir_fh = nullptr;
   const struct file_handle* obj_fh = nullptr;
-  const char* p = reinterpret_cast<const char*>(event) + event->metadata_len;
-  const char* end = reinterpret_cast<const char*>(event) + event->event_len;
+  const char* p = raw + event.metadata_len;
+  const char* end = raw + event.event_len;
   while (p + sizeof(struct fanotify_event_info_header) <= end) {
     const auto* hdr = reinterpret_cast<const struct fanotify_event_info_header*>(p);
     if (hdr->len < sizeof(*hdr) || hdr->len > end - p) break;
@@ -242,7 +250,7 @@ void HostWatcher::HandleEvent(const struct fanotify_event_metadata* event, Batch
   }
   const std::string dir = dir_fh != nullptr ? FileKeyOfHandle(*dir_fh) : std::string();
   const std::string obj = obj_fh != nullptr ? FileKeyOfHandle(*obj_fh) : std::string();
-  const uint64_t mask = event->mask;
+  const uint64_t mask = event.mask;
   const bool dirent = (mask & kDirentMask) != 0;
 
   // Mark bookkeeping, whoever made the change: a directory the agent
@@ -262,7 +270,7 @@ void HostWatcher::HandleEvent(const struct fanotify_event_metadata* event, Batch
     if (fd.ok() && !UnderRoot(fd->get())) UnmarkSubtree(*std::move(fd));
   }
 
-  if (options_.ignore_pids.contains(static_cast<pid_t>(event->pid))) {
+  if (options_.ignore_pids.contains(static_cast<pid_t>(event.pid))) {
     metrics_.ignored_events.fetch_add(1, std::memory_order_relaxed);
     return;
   }

@@ -151,7 +151,9 @@ class HostWatcher {
   // Reads what the fanotify fd holds now into `batch`; false on a fatal
   // read error (logged).
   bool ReadEvents(Batch* batch);
-  void HandleEvent(const struct fanotify_event_metadata* event, Batch* batch);
+  // `event`: the metadata, copied out; `raw`: where it starts in the read
+  // buffer (its info records follow).
+  void HandleEvent(const struct fanotify_event_metadata& event, const char* raw, Batch* batch);
   void Deliver(Batch* batch);
   // Events were lost (queue overflow, or a directory we could not mark):
   // delivers the batch, then on_overflow(); with `remark`, marks the whole
