@@ -49,6 +49,7 @@ start=$(date +%s)
   --test_env=ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_odr_violation=0 \
   --test_env=UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   --test_env=LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp" \
+  --test_env=COHEREFS_SANITIZED=1 \
   --test_output=errors "${targets[@]}" 2>&1 | tee "$log"
 echo "test-asan: bazel finished in $(($(date +%s) - start)) s; log $log"
 
