@@ -28,7 +28,10 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.environ.get("TEST_SRCDIR", ""),
                                 os.environ.get("TEST_WORKSPACE", ""),
                                 "tests", "coherence"))
+sys.path.insert(0, os.path.join(os.environ.get("TEST_SRCDIR", ""),
+                                os.environ.get("TEST_WORKSPACE", ""), "tests"))
 import coordinator  # noqa: E402
+import testlib  # noqa: E402
 
 results = {"passed": 0, "failed": 0}
 
@@ -380,10 +383,7 @@ def scrape(metrics_address):
 
 
 def series(text, name):
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    return testlib.parse_metrics(text).get(name)
 
 
 def test_histograms(metrics_address):

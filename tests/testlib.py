@@ -4,6 +4,7 @@
     res = testlib.Results()
     res.check("agent answers", rc == 0, out)   # prints "ok   ..." or "FAIL ...: detail"
     port = testlib.free_port()
+    testlib.parse_metrics(text)["coherefs_x_total"]   # Prometheus text -> floats
     testlib.wait_for(lambda: os.path.exists(sock), 10, "the socket")
     sys.exit(res.finish())                      # prints "N passed, N failed"
 
@@ -44,6 +45,21 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def parse_metrics(text):
+    """Prometheus text exposition -> {'name{labels}': float}; comments and
+    unparsable values are skipped."""
+    values = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        try:
+            values[key] = float(value)
+        except ValueError:
+            pass
+    return values
 
 
 def wait_for(pred, timeout_s, what, interval_s=0.05):

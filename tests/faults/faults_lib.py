@@ -24,7 +24,7 @@ COHERENCE = os.path.join(os.path.dirname(HERE), "coherence")
 sys.path.insert(0, COHERENCE)
 import coordinator  # noqa: E402  (tests/coherence/coordinator.py)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-from testlib import Results, free_port  # noqa: E402,F401  (re-exported)
+from testlib import Results, free_port, parse_metrics  # noqa: E402,F401  (re-exported)
 
 _env_lock = threading.Lock()
 
@@ -81,18 +81,9 @@ class FaultCoordinator(coordinator.Coordinator):
 
 def scrape(port):
     """name{labels} -> float from the coordinator's /metrics."""
-    out = {}
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
                                 timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if not line or line.startswith("#"):
-                continue
-            name, _, value = line.rpartition(" ")
-            try:
-                out[name] = float(value)
-            except ValueError:
-                pass
-    return out
+        return parse_metrics(r.read().decode())
 
 
 def snapshot(storm_bin, target, volume="default", timeout=15):

@@ -46,6 +46,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 import faultlib  # noqa: E402
 import checker  # noqa: E402  (tests/coherence, path set by faultlib)
+import testlib  # noqa: E402  (tests/, path set by faultlib)
 
 NETNS_DIR = "/run/netns"
 
@@ -121,16 +122,7 @@ def scrape(url, ns=None):
     if ns is not None:
         argv = ns.wrap(argv)
     out = subprocess.run(argv, capture_output=True, text=True).stdout
-    vals = {}
-    for line in out.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        key, _, v = line.rpartition(" ")
-        try:
-            vals[key] = float(v)
-        except ValueError:
-            pass
-    return vals
+    return testlib.parse_metrics(out)
 
 
 def metric(vals, name, **labels):
