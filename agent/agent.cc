@@ -7,13 +7,19 @@
 #include <fstream>
 #include <utility>
 
+#include <sys/mman.h>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "agent/config/config.h"
 #include "agent/fuse_session.h"
+#include "agent/kept_state.h"
 #include "agent/metrics/coherence_collector.h"
 #include "agent/metrics/fuse_ops_collector.h"
 #include "agent/metrics/guest_collector.h"
 #include "agent/metrics/link_collector.h"
+#include "agent/metrics/supervisor_collector.h"
 #include "client/coordinator_client.h"
 #include "agent/passthrough/passthrough_fs.h"
 #include "agent/sandbox/info_collector.h"
@@ -70,6 +76,58 @@ fuse::DevFuseTransport::Options HostMountOptions() {
   return options;
 }
 
+// The FUSE InitInfo as kept in the store.
+std::string EncodeInit(const fuse::InitInfo& info) {
+  return absl::StrCat(info.major, " ", info.minor, " ", info.flags, " ", info.max_write);
+}
+
+std::optional<fuse::InitInfo> DecodeInit(const std::string& blob) {
+  std::vector<std::string> parts = absl::StrSplit(blob, ' ');
+  fuse::InitInfo info;
+  if (parts.size() != 4 || !absl::SimpleAtoi(parts[0], &info.major) ||
+      !absl::SimpleAtoi(parts[1], &info.minor) || !absl::SimpleAtoi(parts[2], &info.flags) ||
+      !absl::SimpleAtoi(parts[3], &info.max_write)) {
+    return std::nullopt;
+  }
+  return info;
+}
+
+// A guest connection's FUSE session. With a keeper, what must outlive this
+// process is kept there: the INIT state ("init") and the node/handle
+// journal ("nodes", a memfd); a session the previous process kept is taken
+// up (resumed) instead of waiting for an INIT that will not come.
+std::unique_ptr<fuse::RequestHandler> NewKeptFuseSession(
+    passthrough::Options fs_options, fuse::Server::Options server_options,
+    coherence::VolumeCoherence* coherent, vhost_user::SessionKeeper* keeper) {
+  if (keeper == nullptr) return NewFuseSession(fs_options, server_options, coherent);
+  std::optional<fuse::InitInfo> resume;
+  UniqueFd journal;
+  if (std::optional<vhost_user::KeptEntry> init = keeper->Take("init"); init.has_value()) {
+    resume = DecodeInit(init->blob);
+    if (resume.has_value()) {
+      if (std::optional<vhost_user::KeptEntry> nodes = keeper->Take("nodes"); nodes.has_value()) {
+        journal = std::move(nodes->fd);
+      }
+    } else {
+      LOG_WARN("kept FUSE session unreadable; the guest must mount again").Kv("blob", init->blob);
+    }
+  }
+  if (!journal.valid()) {
+    journal.Reset(::memfd_create("coherefs-nodes", MFD_CLOEXEC));
+    if (!journal.valid() || !keeper->Put("nodes", "", journal.get()).ok()) {
+      LOG_WARN("cannot keep the node journal; a restart will lose this guest's open files")
+          .Kv("errno", errno);
+      journal.Reset();
+    }
+  }
+  fs_options.journal_fd = journal.get();  // Create dups it
+  server_options.on_session_change = [keeper](const fuse::InitInfo* info) {
+    absl::Status s = info != nullptr ? keeper->Put("init", EncodeInit(*info)) : keeper->Remove("init");
+    if (!s.ok()) LOG_WARN("cannot keep the FUSE session state").Kv("error", s);
+  };
+  return NewFuseSession(fs_options, server_options, coherent, resume);
+}
+
 const config::Volume* FindVolume(const config::AgentConfig& config, const std::string& name) {
   for (const config::Volume& v : config.volumes()) {
     if (v.name() == name) return &v;
@@ -79,9 +137,10 @@ const config::Volume* FindVolume(const config::AgentConfig& config, const std::s
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config,
+                                                    supervisor::StateStore* store) {
   RETURN_IF_ERROR(config::Validate(config));
-  std::unique_ptr<Agent> agent(new Agent(config));
+  std::unique_ptr<Agent> agent(new Agent(config, store));
   absl::Status status = agent->StartAll();
   if (!status.ok()) {
     agent->Stop();
@@ -102,10 +161,19 @@ absl::Status Agent::StartAll() {
     device.num_request_queues = kRequestQueues;
     device.thread_pool_size = config_.thread_pool_size();
     coherence::VolumeCoherence* coherent = coherence(volume->name());
+    Guest guest{g.name(), volume->name()};
+    if (store_ != nullptr) {
+      guest.vhost_keeper =
+          std::make_unique<PrefixKeeper>(store_, absl::StrCat("guest/", g.name(), "/vhost/"));
+      guest.fuse_keeper =
+          std::make_shared<PrefixKeeper>(store_, absl::StrCat("guest/", g.name(), "/fuse/"));
+    }
     auto server = virtio_fs::Server::Start(
-        g.socket_path(), device, [fs_options, server_options, coherent] {
-          return NewFuseSession(fs_options, server_options, coherent);
-        });
+        g.socket_path(), device,
+        [fs_options, server_options, coherent, keeper = guest.fuse_keeper] {
+          return NewKeptFuseSession(fs_options, server_options, coherent, keeper.get());
+        },
+        guest.vhost_keeper.get());
     if (!server.ok()) {
       return absl::Status(server.status().code(),
                           absl::StrCat("guest ", g.name(), ": ", server.status().message()));
@@ -117,7 +185,8 @@ absl::Status Agent::StartAll() {
         .Kv("shared_dir", volume->shared_dir())
         .Kv("cache", config::CacheModeName(volume->cache()))
         .Kv("coherence", config::CoherenceModeName(volume->coherence()));
-    guests_.push_back(Guest{g.name(), volume->name(), std::move(*server)});
+    guest.server = std::move(*server);
+    guests_.push_back(std::move(guest));
   }
   for (const config::Volume& v : config_.volumes()) {
     if (v.host_mount().empty()) continue;
@@ -171,6 +240,7 @@ absl::Status Agent::StartCoordinatorLink() {
   coherence::CoordinatorLinkOptions options;
   options.target = config_.coordinator();
   options.agent_id = config_.agent_id();
+  options.adopt_live_registration = restarted();
   if (config_.lease_ttl_ms() > 0) options.lease_ttl = absl::Milliseconds(config_.lease_ttl_ms());
   ASSIGN_OR_RETURN(options.credentials, MakeChannelCredentials(config::TransportOf(config_)));
   // Best effort: create the volumes the agent serves. When the coordinator
@@ -183,7 +253,7 @@ absl::Status Agent::StartCoordinatorLink() {
   auto admin = client::CoordinatorClient::Create(config_.coordinator(), admin_options);
   for (const config::Volume& v : config_.volumes()) {
     uint32_t capacity = v.table_capacity() > 0 ? v.table_capacity() : kDefaultTableCapacity;
-    ASSIGN_OR_RETURN(auto table, coherence::VersionTable::Create(v.name(), capacity));
+    ASSIGN_OR_RETURN(auto table, MakeTable(v.name(), capacity));
     options.volumes.push_back({v.name(), table.get()});
     tables_.emplace_back(v.name(), std::move(table));
     auto created = admin->CreateVolume(v.name(), capacity);
@@ -206,6 +276,12 @@ absl::Status Agent::StartCoordinatorLink() {
     vo.lease.max_lease = std::chrono::milliseconds(v->lease_max_ms());
     vo.margin = std::chrono::milliseconds(v->lease_margin_ms());
     cv.state = std::make_unique<coherence::VolumeCoherence>(vo, table, cv.backend.get());
+    if (restarted()) {
+      // The dead process's leases are unknown: assume every slot is leased
+      // for as long as any lease it could have granted.
+      cv.state->leases().AssumeLeasedUntil(coherence::LeaseClock::now() + vo.lease.max_lease +
+                                           vo.margin);
+    }
     cv.state->Start();
     if (v->host_watch()) {
       coherence::HostWatcherOptions wo;
@@ -317,6 +393,9 @@ absl::Status Agent::StartMetrics() {
   if (config_.metrics_listen().empty()) return absl::OkStatus();
   collectors_.push_back(std::make_shared<metrics::FuseOpsCollector>(&op_stats_));
   collectors_.push_back(std::make_shared<sandbox::InfoCollector>());
+  collectors_.push_back(std::make_shared<metrics::SupervisorCollector>(
+      store_ != nullptr, store_ != nullptr ? store_->restarts() : 0,
+      store_ != nullptr ? store_->replacements() : 0));
   std::vector<metrics::GuestSource> sources;
   for (const Guest& g : guests_) {
     virtio_fs::Server* server = g.server.get();
@@ -379,7 +458,36 @@ void Agent::Stop() {
   if (link_ != nullptr) link_->Stop();
 }
 
-Agent::Agent(config::AgentConfig config) : config_(std::move(config)) {}
+Agent::Agent(config::AgentConfig config, supervisor::StateStore* store)
+    : config_(std::move(config)), store_(store) {}
+
+bool Agent::restarted() const { return store_ != nullptr && store_->restarts() > 0; }
+
+absl::StatusOr<std::unique_ptr<coherence::VersionTable>> Agent::MakeTable(
+    const std::string& volume, uint32_t capacity) {
+  if (store_ == nullptr) return coherence::VersionTable::Create(volume, capacity);
+  const std::string name = "table/" + volume;
+  if (std::optional<supervisor::StateStore::Entry> kept = store_->Take(name);
+      kept.has_value() && kept->fd.valid()) {
+    auto adopted = coherence::VersionTable::Adopt(volume, capacity, kept->fd.get());
+    if (adopted.ok()) {
+      LOG_INFO("took up the version table a previous agent process kept").Kv("volume", volume);
+      return adopted;
+    }
+    // Guests that map the old table see it fenced for good: it is never
+    // unfenced again, and new guests get the new one.
+    LOG_WARN("cannot take up the kept version table; starting a new one")
+        .Kv("volume", volume)
+        .Kv("error", adopted.status());
+  }
+  ASSIGN_OR_RETURN(auto table, coherence::VersionTable::Create(volume, capacity, /*keepable=*/true));
+  if (absl::Status kept = store_->Put(name, "", table->fd()); !kept.ok()) {
+    LOG_WARN("cannot keep the version table; a restart will give guests a new one")
+        .Kv("volume", volume)
+        .Kv("error", kept);
+  }
+  return table;
+}
 
 Agent::~Agent() { Stop(); }
 

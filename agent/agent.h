@@ -11,6 +11,15 @@
 // Unavailable when the metrics or admin address cannot be bound); on error nothing
 // stays running.
 //
+// Restarts: with a supervisor's state store (agent/supervisor), each guest's
+// vhost-user session, FUSE session (INIT state, node and handle journal) and
+// each volume's version table are kept in the store as they change, and an
+// agent process started after a crash takes them up (see README "Agent
+// restarts"): guests keep running without noticing more than a pause. It
+// also takes over its predecessor's coordinator registration and counts
+// every slot as leased for one maximum lease, since the leases the dead
+// process granted are unknown.
+//
 // Thread-safety: Start and Stop from the main thread; the servers run on
 // their own threads.
 #ifndef COHEREFS_AGENT_AGENT_H_
@@ -31,6 +40,8 @@
 #include "agent/config/agent_config.pb.h"
 #include "agent/fuse/dev_fuse_transport.h"
 #include "agent/fuse/op_stats.h"
+#include "agent/supervisor/state_store.h"
+#include "agent/vhost_user/session_keeper.h"
 #include "agent/virtio_fs/device.h"
 
 namespace prometheus {
@@ -42,7 +53,10 @@ namespace coherefs::agent {
 
 class Agent {
  public:
-  static absl::StatusOr<std::unique_ptr<Agent>> Start(const config::AgentConfig& config);
+  // `store` (may be null: nothing survives this process) must outlive the
+  // Agent.
+  static absl::StatusOr<std::unique_ptr<Agent>> Start(const config::AgentConfig& config,
+                                                      supervisor::StateStore* store = nullptr);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
@@ -65,6 +79,9 @@ class Agent {
   struct Guest {
     std::string name;
     std::string volume;
+    // Declared before the server, which borrows them.
+    std::unique_ptr<vhost_user::SessionKeeper> vhost_keeper;
+    std::shared_ptr<vhost_user::SessionKeeper> fuse_keeper;
     std::unique_ptr<virtio_fs::Server> server;
   };
   struct HostMount {
@@ -74,7 +91,13 @@ class Agent {
     std::unique_ptr<fuse::DevFuseTransport> transport;
   };
 
-  explicit Agent(config::AgentConfig config);
+  Agent(config::AgentConfig config, supervisor::StateStore* store);
+  // The volume's version table: taken up from the store when a previous
+  // process kept one, else new (and kept).
+  absl::StatusOr<std::unique_ptr<coherence::VersionTable>> MakeTable(const std::string& volume,
+                                                                     uint32_t capacity);
+  // Whether this process follows one that died (its state is in the store).
+  bool restarted() const;
   absl::Status StartAll();
   absl::Status StartMetrics();
   absl::Status StartAdmin();
@@ -88,6 +111,7 @@ class Agent {
   std::vector<std::string> VolumeNames() const;
 
   const config::AgentConfig config_;
+  supervisor::StateStore* const store_;
   // Every session's FUSE counters, kept across sessions so counters never
   // go backwards when a guest reconnects.
   fuse::OpStats op_stats_;

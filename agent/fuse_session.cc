@@ -26,6 +26,7 @@ class FuseSession final : public fuse::RequestHandler {
     return server_.HandleRequest(in, out);
   }
   void Shutdown() override { server_.Shutdown(); }
+  absl::Status Resume(const fuse::InitInfo& info) { return server_.Resume(info); }
   fuse::NegotiatedInit Negotiated() const override {
     fuse::InitInfo info = server_.session();
     return {info.major, info.minor, info.max_write};
@@ -62,13 +63,26 @@ class UnavailableSession final : public fuse::RequestHandler {
 
 std::unique_ptr<fuse::RequestHandler> NewFuseSession(
     const passthrough::Options& fs_options, const fuse::Server::Options& server_options,
-    coherence::VolumeCoherence* coherence) {
+    coherence::VolumeCoherence* coherence, const std::optional<fuse::InitInfo>& resume) {
   auto fs = passthrough::PassthroughFs::Create(fs_options);
   if (!fs.ok()) {
     LOG_ERROR("cannot serve volume; answering EIO")
         .Kv("shared_dir", fs_options.shared_dir)
         .Kv("error", fs.status());
     return std::make_unique<UnavailableSession>();
+  }
+  if (resume.has_value()) {
+    const passthrough::RestoreReport& r = (*fs)->restore_report();
+    auto line = r.status.ok() && r.first_error.ok() ? LOG_INFO("node journal restored")
+                                                    : LOG_WARN("node journal restored in part");
+    line.Kv("nodes", r.nodes)
+        .Kv("stale_nodes", r.stale_nodes)
+        .Kv("handles", r.handles)
+        .Kv("stale_handles", r.stale_handles)
+        .Kv("skipped", r.skipped)
+        .Kv("incomplete", r.incomplete)
+        .Kv("status", r.status)
+        .Kv("first_error", r.first_error);
   }
   std::unique_ptr<coherence::CoherentFs> coherent;
   if (coherence != nullptr) {
@@ -78,7 +92,18 @@ std::unique_ptr<fuse::RequestHandler> NewFuseSession(
     keys.child_keys = [raw](fuse::InodeId dir, size_t max) { return raw->ChildKeys(dir, max); };
     coherent = std::make_unique<coherence::CoherentFs>(raw, std::move(keys), coherence);
   }
-  return std::make_unique<FuseSession>(std::move(*fs), std::move(coherent), server_options);
+  auto session =
+      std::make_unique<FuseSession>(std::move(*fs), std::move(coherent), server_options);
+  if (resume.has_value()) {
+    if (absl::Status s = session->Resume(*resume); !s.ok()) {
+      LOG_ERROR("cannot resume the FUSE session; answering EIO").Kv("error", s);
+      return std::make_unique<UnavailableSession>();
+    }
+    LOG_INFO("resumed the FUSE session a previous agent process served")
+        .Kv("minor", resume->minor)
+        .Kv("max_write", resume->max_write);
+  }
+  return session;
 }
 
 }  // namespace coherefs::agent

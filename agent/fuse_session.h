@@ -17,6 +17,7 @@
 #define COHEREFS_AGENT_FUSE_SESSION_H_
 
 #include <memory>
+#include <optional>
 
 #include "agent/coherence/volume_coherence.h"
 #include "agent/fuse/op_stats.h"
@@ -29,9 +30,12 @@ namespace coherefs::agent {
 // `server_options.stats` (when set) collects this session's per-opcode
 // counts into an agent-wide OpStats that outlives the session. `coherence`
 // (may be null: no coherence) is borrowed and must outlive the session.
+// `resume`: the session continues one a previous process negotiated
+// (fuse::Server::Resume); if that fails the session answers EIO.
 std::unique_ptr<fuse::RequestHandler> NewFuseSession(
     const passthrough::Options& fs_options, const fuse::Server::Options& server_options,
-    coherence::VolumeCoherence* coherence = nullptr);
+    coherence::VolumeCoherence* coherence = nullptr,
+    const std::optional<fuse::InitInfo>& resume = std::nullopt);
 
 }  // namespace coherefs::agent
 

@@ -21,6 +21,8 @@
 #include "agent/config/config.h"
 #include "agent/sandbox/config_options.h"
 #include "agent/sandbox/sandbox.h"
+#include "agent/supervisor/state_store.h"
+#include "agent/supervisor/supervisor.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/tls.h"
@@ -60,6 +62,9 @@ ABSL_FLAG(std::string, seccomp_action, "",
           "kill | log | errno: what seccomp does with a call off the allowlist (default kill).");
 ABSL_FLAG(std::string, table_export_dir, "",
           "Write <volume>.table.json (QEMU arguments to map each version table) here.");
+ABSL_FLAG(bool, supervise, true,
+          "Run the agent under a supervisor that restarts it, keeping its sessions, if it "
+          "dies (README \"Agent restarts\").");
 
 namespace {
 
@@ -139,6 +144,14 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Supervised (the default): this process becomes the supervisor, before
+  // any thread exists, and the agent runs in its worker: this binary again,
+  // started with COHEREFS_STATE_FD set (agent/supervisor/supervisor.h).
+  if (absl::GetFlag(FLAGS_supervise) &&
+      std::getenv(coherefs::agent::supervisor::kStateFdEnv) == nullptr) {
+    return coherefs::agent::supervisor::RunSupervisor(argv);
+  }
+
   // Block the stop signals before any thread starts, so every thread
   // inherits the mask and only sigwait below sees them. SIGPIPE: a guest
   // that vanishes mid-write must not kill the daemon.
@@ -149,7 +162,15 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  auto agent = coherefs::agent::Agent::Start(*merged);
+  // A supervised worker: what the previous worker kept (nothing for the
+  // first), and where this one keeps its sessions.
+  auto store = coherefs::agent::supervisor::StateStore::FromEnvironment();
+  if (!store.ok()) return Fail(1, store.status().ToString());
+  if (*store != nullptr && (*store)->restarts() > 0) {
+    LOG_WARN("agent restarted by its supervisor; taking up the sessions it kept")
+        .Kv("restarts", (*store)->restarts());
+  }
+  auto agent = coherefs::agent::Agent::Start(*merged, store->get());
   if (!agent.ok()) return Fail(1, agent.status().ToString());
   // Everything privileged is done: confine the rest of the run.
   auto sandbox = coherefs::agent::sandbox::Sandbox::Enter(

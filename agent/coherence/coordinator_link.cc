@@ -328,6 +328,26 @@ void CoordinatorLink::LeaseLoop() {
         backoff = options_.min_backoff;
         continue;
       }
+      if (absl::IsAlreadyExists(reply.status()) && options_.adopt_live_registration) {
+        auto adopted = Client()->KeepAlive(options_.agent_id, absl::ZeroDuration());
+        if (adopted.ok()) {
+          absl::MutexLock lock(&mu_);
+          registered_ = true;
+          granted_ttl_ = absl::Milliseconds(adopted->lease_ttl_ms());
+          lease_deadline_ = sent + absl::ToChronoMilliseconds(granted_ttl_);
+          epoch_ = adopted->epoch();
+          ++registration_gen_;
+          metrics_.registrations.fetch_add(1, std::memory_order_relaxed);
+          LOG_WARN("took over the live registration of this agent's previous process")
+              .Kv("agent", options_.agent_id)
+              .Kv("epoch", adopted->epoch());
+          UpdateFencesLocked();
+          backoff = options_.min_backoff;
+          continue;
+        }
+        LOG_WARN("cannot take over the previous process's registration")
+            .Kv("status", adopted.status());
+      }
       if (absl::IsAlreadyExists(reply.status())) {
         // A previous incarnation of this agent still holds a live lease:
         // it expires within its TTL, after which the id is free again.

@@ -85,6 +85,11 @@ struct CoordinatorLinkOptions {
   // The longest entry/attr timeout the agent grants guests (strict mode).
   // Default 0.
   uint32_t max_guest_lease_ms = 0;
+    // This process replaces one of the same agent that died (restarted by
+    // the agent's supervisor): a registration of our id that is still live
+    // is that process's, so take it over with a keep-alive instead of
+    // waiting out its lease fenced.
+    bool adopt_live_registration = false;
   // The volumes to follow. Required, at least one.
   std::vector<LinkVolume> volumes;
   // Reconnect/register backoff: doubles from min to max. Defaults 50 ms,

@@ -84,9 +84,24 @@ LeaseClock::duration LeaseTable::LongestLocked(SlotState& state, bool all, Guest
   return longest;
 }
 
+void LeaseTable::AssumeLeasedUntil(LeaseClock::time_point until) {
+  floor_ns_.store(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count(),
+      std::memory_order_release);
+}
+
+LeaseClock::duration LeaseTable::FloorRemaining(LeaseClock::time_point now) const {
+  const int64_t ns = floor_ns_.load(std::memory_order_acquire);
+  if (ns == 0) return LeaseClock::duration::zero();
+  const LeaseClock::time_point until{
+      std::chrono::duration_cast<LeaseClock::duration>(std::chrono::nanoseconds(ns))};
+  return until > now ? until - now : LeaseClock::duration::zero();
+}
+
 LeaseClock::duration LeaseTable::RemainingExcept(absl::Span<const uint32_t> slots,
                                                  GuestId except, LeaseClock::time_point now) {
-  LeaseClock::duration longest = LeaseClock::duration::zero();
+  LeaseClock::duration longest =
+      slots.empty() ? LeaseClock::duration::zero() : FloorRemaining(now);
   for (uint32_t slot : slots) {
     Shard& shard = ShardFor(slot);
     absl::MutexLock lock(&shard.mu);
@@ -100,12 +115,13 @@ LeaseClock::duration LeaseTable::RemainingExcept(absl::Span<const uint32_t> slot
 std::vector<SlotRemaining> LeaseTable::Remaining(absl::Span<const uint32_t> slots,
                                                  LeaseClock::time_point now) {
   std::vector<SlotRemaining> out;
+  const LeaseClock::duration floor = FloorRemaining(now);
   for (uint32_t slot : slots) {
     Shard& shard = ShardFor(slot);
     absl::MutexLock lock(&shard.mu);
     auto it = shard.slots.find(slot);
-    if (it == shard.slots.end()) continue;
-    LeaseClock::duration d = LongestLocked(it->second, true, 0, now);
+    LeaseClock::duration d = floor;
+    if (it != shard.slots.end()) d = std::max(d, LongestLocked(it->second, true, 0, now));
     if (d > LeaseClock::duration::zero()) out.push_back({slot, CeilMs(d)});
   }
   // A slot listed twice is reported once, with its (same) longest lease.

@@ -34,6 +34,7 @@
 #define COHEREFS_AGENT_COHERENCE_LEASE_TABLE_H_
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -96,6 +97,13 @@ class LeaseTable {
   // agent cannot tell which slots changed).
   std::vector<SlotRemaining> AllRemaining(LeaseClock::time_point now);
 
+  // A restarted agent cannot know which leases its previous process
+  // granted: until `until`, every slot counts as leased (by a guest other
+  // than any writer) in RemainingExcept and Remaining; AllRemaining cannot
+  // list every slot, so callers add FloorRemaining themselves.
+  void AssumeLeasedUntil(LeaseClock::time_point until);
+  LeaseClock::duration FloorRemaining(LeaseClock::time_point now) const;
+
   // Drops expired leases and change marks older than the age at which they
   // no longer shorten a lease. Returns the number of slots still tracked.
   size_t Sweep(LeaseClock::time_point now);
@@ -128,6 +136,8 @@ class LeaseTable {
   LeaseClock::duration ForgetChangeAfter() const;
 
   const LeasePolicy policy_;
+  // AssumeLeasedUntil's time since the clock's epoch, ns (0: none).
+  std::atomic<int64_t> floor_ns_{0};
   // Mutable: LeaseFor() is logically const but locks a shard.
   mutable std::array<Shard, kShards> shards_;
 };

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -58,7 +59,7 @@ uint64_t TableMappingSize(uint32_t capacity) {
 }
 
 absl::StatusOr<std::unique_ptr<VersionTable>> VersionTable::Create(
-    const std::string& volume, uint32_t capacity) {
+    const std::string& volume, uint32_t capacity, bool keepable) {
   if (capacity == 0 || capacity > kMaxCapacity) {
     return absl::InvalidArgumentError(absl::StrCat(
         "table capacity ", capacity, " not in 1..", kMaxCapacity));
@@ -83,14 +84,14 @@ absl::StatusOr<std::unique_ptr<VersionTable>> VersionTable::Create(
   // With our one writable mapping in place, forbid any other: every later
   // open of the memfd (QEMU via ExportPath, readers) is read-only in effect.
   // Kernels before 5.1 lack the seal; the table still works, unprotected.
-  if (fcntl(fd.get(), F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0 &&
+  if (!keepable && fcntl(fd.get(), F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0 &&
       errno != EINVAL) {
     const int err = errno;
     munmap(base, size);
     return SyscallStatus(err, "seal table writes");
   }
   // F_SEAL_SEAL last: nobody may add or change seals any more. Best effort.
-  (void)fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SEAL);
+  if (!keepable) (void)fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SEAL);
 
   auto table = std::unique_ptr<VersionTable>(
       new VersionTable(volume, capacity, size, fd.Release(), base));
@@ -106,6 +107,43 @@ absl::StatusOr<std::unique_ptr<VersionTable>> VersionTable::Create(
   return table;
 }
 
+absl::StatusOr<std::unique_ptr<VersionTable>> VersionTable::Adopt(
+    const std::string& volume, uint32_t capacity, int fd) {
+  if (capacity == 0 || capacity > kMaxCapacity || !ValidVolumeName(volume)) {
+    return absl::InvalidArgumentError("bad table to adopt");
+  }
+  const uint64_t size = TableMappingSize(capacity);
+  struct stat st;
+  if (fstat(fd, &st) != 0) return SyscallStatus(errno, "fstat kept table");
+  if (static_cast<uint64_t>(st.st_size) != size) {
+    return absl::DataLossError(absl::StrCat("kept table of volume ", volume, " has ",
+                                            st.st_size, " bytes, not ", size));
+  }
+  UniqueFd own(fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!own.valid()) return SyscallStatus(errno, "dup kept table");
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, own.get(), 0);
+  if (base == MAP_FAILED) {
+    if (errno == EPERM) {
+      return absl::PermissionDeniedError("kept table is sealed against writing");
+    }
+    return SyscallStatus(errno, "mmap kept table");
+  }
+  auto table = std::unique_ptr<VersionTable>(
+      new VersionTable(volume, capacity, size, own.Release(), base));
+  if (std::memcmp(base, kTableMagic, sizeof(kTableMagic)) != 0 ||
+      table->U32At(kOffLayoutVersion)->load() != kLayoutVersion ||
+      table->U32At(kOffHeaderSize)->load() != kHeaderSize ||
+      table->U32At(kOffCapacity)->load() != capacity ||
+      table->U64At(kOffMappingSize)->load() != size) {
+    table->base_ = nullptr;  // not ours to fence
+    munmap(base, size);
+    return absl::DataLossError(absl::StrCat("kept table of volume ", volume,
+                                            " has a foreign header"));
+  }
+  table->SetFenced(true);
+  return table;
+}
+
 VersionTable::VersionTable(std::string volume, uint32_t capacity,
                            uint64_t mapping_size, int fd, void* base)
     : volume_(std::move(volume)),
@@ -117,8 +155,10 @@ VersionTable::VersionTable(std::string volume, uint32_t capacity,
 VersionTable::~VersionTable() {
   // Guests may keep mapping this memory (QEMU holds its own mapping): tell
   // them it is no longer maintained.
-  SetFenced(true);
-  munmap(base_, mapping_size_);
+  if (base_ != nullptr) {
+    SetFenced(true);
+    munmap(base_, mapping_size_);
+  }
   close(fd_);
 }
 

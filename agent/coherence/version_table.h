@@ -142,8 +142,18 @@ class VersionTable {
   // Creates a zeroed table for `volume` (1..64 bytes; used in the memfd
   // name only) with `capacity` slots, header filled in, fenced = 1 until the
   // agent has synced (SetSyncState + SetFenced(false)).
+  // `keepable`: the memfd is not sealed against new writable mappings, so
+  // that an agent process restarted by its supervisor can Adopt it (guests
+  // still cannot write: QEMU maps it readonly=on); see Adopt.
   static absl::StatusOr<std::unique_ptr<VersionTable>> Create(
-      const std::string& volume, uint32_t capacity);
+      const std::string& volume, uint32_t capacity, bool keepable = false);
+  // Takes up the table a previous agent process created with `keepable`
+  // (kept by the supervisor), versions and all, so guests that map it keep
+  // reading a maintained table. It is fenced until the agent has synced
+  // again. kDataLoss when `fd` is not such a table for `capacity` slots;
+  // kPermissionDenied when it was sealed (not keepable).
+  static absl::StatusOr<std::unique_ptr<VersionTable>> Adopt(
+      const std::string& volume, uint32_t capacity, int fd);
 
   ~VersionTable();
   VersionTable(const VersionTable&) = delete;
@@ -186,8 +196,9 @@ class VersionTable {
   // A consistent snapshot of the header.
   TableHeader ReadHeader() const;
 
-  // The memfd (owned by the table; valid for its lifetime). It has
-  // F_SEAL_FUTURE_WRITE: opening /proc/self/fd/<n> yields read-only access.
+  // The memfd (owned by the table; valid for its lifetime). Unless
+  // keepable it has F_SEAL_FUTURE_WRITE: opening /proc/self/fd/<n> yields
+  // read-only access.
   int fd() const { return fd_; }
   // /proc/<pid>/fd/<n>: the path to give QEMU's memory-backend-file
   // (mem-path=..., size=mapping_size(), share=on, readonly=on).
@@ -209,7 +220,7 @@ class VersionTable {
   const uint32_t capacity_;
   const uint64_t mapping_size_;
   const int fd_;
-  void* const base_;
+  void* base_;  // null only while Adopt rejects a foreign table
 
   // Serialises header writers (the seqlock allows one at a time).
   absl::Mutex header_mu_;

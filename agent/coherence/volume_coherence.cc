@@ -308,7 +308,25 @@ void VolumeCoherence::BumpLoop() {
 
 std::vector<SlotRemaining> VolumeCoherence::LeasesFor(const std::vector<uint32_t>* slots) {
   const LeaseClock::time_point now = LeaseClock::now();
-  if (slots == nullptr) return leases_.AllRemaining(now);
+  if (slots == nullptr) {
+    std::vector<SlotRemaining> all = leases_.AllRemaining(now);
+    const LeaseClock::duration floor = leases_.FloorRemaining(now);
+    if (floor > LeaseClock::duration::zero()) {
+      // Restarted: any slot may be leased (LeaseTable::AssumeLeasedUntil).
+      const uint32_t used = table_->ReadHeader().slots_used;
+      const auto ms = std::chrono::ceil<std::chrono::milliseconds>(floor);
+      std::vector<SlotRemaining> floored;
+      floored.reserve(used);
+      size_t j = 0;
+      for (uint32_t slot = 0; slot < used; ++slot) {
+        while (j < all.size() && all[j].slot < slot) ++j;
+        const bool listed = j < all.size() && all[j].slot == slot;
+        floored.push_back({slot, listed ? std::max(all[j].remaining, ms) : ms});
+      }
+      return floored;
+    }
+    return all;
+  }
   metrics_.invalidations.fetch_add(slots->size(), std::memory_order_relaxed);
   for (uint32_t slot : *slots) leases_.NoteChanged(slot, now);
   return leases_.Remaining(*slots, now);

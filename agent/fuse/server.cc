@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
 #include "common/log.h"
 
@@ -210,6 +211,23 @@ void Server::Shutdown() {
   if (!session_.initialized) return;
   fs_->Destroy();
   session_ = Session{};
+  if (options_.on_session_change) options_.on_session_change(nullptr);
+}
+
+absl::Status Server::Resume(const InitInfo& info) {
+  if (info.major != kMajor || info.minor < kMinMinor || info.minor > kMaxMinor ||
+      info.max_write < kMinMaxWrite || info.max_write > kMaxMaxWrite ||
+      (info.flags & kUnsupportedFlags)) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot resume FUSE ", info.major, ".",
+                                                   info.minor, " max_write ", info.max_write));
+  }
+  absl::MutexLock lock(&mu_);
+  if (session_.initialized) return absl::FailedPreconditionError("session already initialized");
+  if (absl::Status s = fs_->Init(info); !s.ok()) return s;
+  session_.initialized = true;
+  session_.resumed = true;
+  session_.info = info;
+  return absl::OkStatus();
 }
 
 size_t Server::HandleRequest(IovReader& in, IovWriter& out) {
@@ -333,6 +351,10 @@ int Server::DoInit(Request& req, IovWriter& out) {
   req.args.Read(&in, n);
 
   absl::MutexLock lock(&mu_);
+  if (session_.initialized && session_.resumed) {
+    fs_->Destroy();
+    session_ = Session{};
+  }
   if (session_.initialized) return EPROTO;
   if (in.major < kMajor) return EPROTO;
   fuse_init_out o{};
@@ -374,13 +396,16 @@ int Server::DoInit(Request& req, IovWriter& out) {
   out.Write(&o, size);
   session_.initialized = true;
   session_.info = info;
+  if (options_.on_session_change) options_.on_session_change(&info);
   return 0;
 }
 
 int Server::DoDestroy(Request& req) {
   absl::MutexLock lock(&mu_);
-  if (session_.initialized) fs_->Destroy();
+  const bool was = session_.initialized;
+  if (was) fs_->Destroy();
   session_ = Session{};
+  if (was && options_.on_session_change) options_.on_session_change(nullptr);
   return 0;
 }
 

@@ -51,6 +51,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -90,12 +91,23 @@ class Server final : public RequestHandler {
     // daemon with one session per guest passes one agent-wide OpStats
     // (borrowed; must outlive the server) so the counts survive sessions.
     OpStats* stats = nullptr;
+    // Called after INIT succeeds with what it negotiated, and after DESTROY
+    // or Shutdown ends an initialized session with nullptr (under the
+    // session lock: keep it short). A transport that keeps sessions across
+    // a restart records it (see Resume). Default: none.
+    std::function<void(const InitInfo*)> on_session_change;
   };
 
   explicit Server(FileSystem* fs) : Server(fs, Options()) {}
   Server(FileSystem* fs, Options options);
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
+
+  // Takes up a session a previous process negotiated (the peer does not
+  // send INIT again): FileSystem::Init(info) runs and requests are served
+  // as after that INIT. Call before the first request. kInvalidArgument for
+  // a version this server does not speak; the file system's Init errors.
+  absl::Status Resume(const InitInfo& info);
 
   size_t HandleRequest(IovReader& in, IovWriter& out) override;
   void Shutdown() override;
@@ -110,6 +122,10 @@ class Server final : public RequestHandler {
   struct Request;
   struct Session {
     bool initialized = false;
+    // Taken up by Resume: a new INIT starts a fresh session instead of
+    // getting EPROTO (the peer is not the one that negotiated it -- a
+    // front end whose kept session could not be resumed).
+    bool resumed = false;
     InitInfo info;
   };
 

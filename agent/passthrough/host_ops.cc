@@ -103,6 +103,24 @@ absl::Status StatPathFd(int fd, struct stat* st, InodeKey* key) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<UniqueFd> OpenByFileKey(int mount_fd, const std::string& key, int flags) {
+  union {
+    struct file_handle fh;
+    char bytes[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+  } buf;
+  if (key.size() <= 4 || key.size() - 4 > MAX_HANDLE_SZ) {
+    return ErrnoStatus(EINVAL, absl::StrCat("open_by_handle_at: key of ", key.size(), " bytes"));
+  }
+  uint32_t type = 0;
+  for (int i = 0; i < 4; ++i) type |= uint32_t{static_cast<unsigned char>(key[i])} << (8 * i);
+  buf.fh.handle_type = static_cast<int>(type);
+  buf.fh.handle_bytes = static_cast<unsigned>(key.size() - 4);
+  memcpy(buf.fh.f_handle, key.data() + 4, key.size() - 4);
+  int fd = open_by_handle_at(mount_fd, &buf.fh, flags | O_CLOEXEC);
+  if (fd < 0) return LastErrnoStatus("open_by_handle_at");
+  return UniqueFd(fd);
+}
+
 std::string FdName(int fd) { return std::to_string(fd); }
 
 std::string ProcPath(int fd) { return absl::StrCat("/proc/self/fd/", fd); }

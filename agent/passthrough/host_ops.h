@@ -45,6 +45,13 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, const std::string& name, uint64_
 // its InodeKey (key may be null), in one statx call.
 absl::Status StatPathFd(int fd, struct stat* st, InodeKey* key);
 
+// open_by_handle_at(mount_fd, key) for a file key as common/file_key.h
+// makes it (u32 LE handle_type | f_handle): the file the key names on the
+// file system of `mount_fd`, whatever its path now. Needs
+// CAP_DAC_READ_SEARCH (EPERM otherwise). ESTALE when the file is gone;
+// EINVAL for a malformed key. O_CLOEXEC is added to `flags`.
+absl::StatusOr<UniqueFd> OpenByFileKey(int mount_fd, const std::string& key, int flags);
+
 // "N" for openat(proc_self_fd, "N") and "/proc/self/fd/N" for the calls
 // that only take a path (the xattr family has no *at form in glibc).
 std::string FdName(int fd);

@@ -15,6 +15,7 @@
 #include "agent/passthrough/fs_creds.h"
 #include "agent/passthrough/host_ops.h"
 #include "common/errno_status.h"
+#include "common/file_key.h"
 #include "common/status_macros.h"
 
 // The core (creation, tables, lookups), names and attributes. Files,
@@ -29,6 +30,9 @@ using fuse::HandleId;
 using fuse::InodeId;
 
 namespace {
+
+// NodeJournal session flags (also read in passthrough_restore.cc).
+constexpr uint64_t kSessionWriteback = 1;
 
 double TimeoutFor(CacheMode mode) {
   switch (mode) {
@@ -92,7 +96,15 @@ absl::StatusOr<std::unique_ptr<PassthroughFs>> PassthroughFs::Create(const Optio
   umask(0);
 
   std::unique_ptr<PassthroughFs> fs(new PassthroughFs(options, std::move(proc)));
+  const int root_fd = root.get();
   fs->inodes_.SetRoot(std::move(root), key, st.st_mode & S_IFMT);
+  if (options.journal_fd >= 0) {
+    UniqueFd dup(fcntl(options.journal_fd, F_DUPFD_CLOEXEC, 0));
+    if (!dup) return LastErrnoStatus("passthrough: dup journal_fd");
+    ASSIGN_OR_RETURN(fs->journal_,
+                     NodeJournal::Open(std::move(dup), options.journal_max_bytes));
+    fs->RestoreFromJournal(root_fd, key);
+  }
   return fs;
 }
 
@@ -115,6 +127,8 @@ uint64_t PassthroughFs::WantedInitFlags() const {
 absl::Status PassthroughFs::Init(const fuse::InitInfo& info) {
   writeback_.store(options_.writeback && !options_.readonly &&
                    (info.flags & FUSE_WRITEBACK_CACHE) != 0);
+  // A restarted process gets no INIT: it reads this back (RestoreFromJournal).
+  if (journal_ != nullptr) journal_->SetSessionFlags(writeback_.load() ? kSessionWriteback : 0);
   return absl::OkStatus();
 }
 
@@ -131,6 +145,7 @@ void PassthroughFs::Destroy() {
 absl::StatusOr<InodeRef> PassthroughFs::GetInode(InodeId id) const {
   InodeRef inode = inodes_.Get(id);
   if (inode == nullptr) return ErrnoStatus(ENOENT, absl::StrCat("unknown inode ", id));
+  if (inode->stale) return ErrnoStatus(ESTALE, absl::StrCat("inode ", id, " is gone"));
   return inode;
 }
 
@@ -141,14 +156,30 @@ absl::StatusOr<PassthroughFs::HandleRef> PassthroughFs::GetHandle(InodeId inode,
   if (found == handles_.end() || found->second->inode != inode) {
     return ErrnoStatus(EBADF, absl::StrCat("unknown handle ", id, " of inode ", inode));
   }
+  if (!found->second->fd) {
+    return ErrnoStatus(ESTALE, absl::StrCat("handle ", id, " could not be restored"));
+  }
   return found->second;
 }
 
-HandleId PassthroughFs::AddHandle(HandleRef handle) {
+HandleId PassthroughFs::AddHandle(HandleRef handle, int host_flags) {
   absl::MutexLock lock(&handles_mu_);
   HandleId id = next_handle_++;
+  if (journal_ != nullptr) {
+    NodeJournal::HandleRecord rec;
+    rec.id = id;
+    rec.node = handle->inode;
+    // A restore reopens an existing file: never create or truncate again.
+    rec.flags = static_cast<uint32_t>(host_flags & ~(O_CREAT | O_EXCL | O_TRUNC));
+    rec.is_dir = handle->is_dir;
+    handle->jslot = journal_->AddHandle(rec);
+  }
   handles_[id] = std::move(handle);
   return id;
+}
+
+NodeJournal::Stats PassthroughFs::JournalStats() const {
+  return journal_ == nullptr ? NodeJournal::Stats{} : journal_->stats();
 }
 
 absl::Status PassthroughFs::DropHandle(InodeId inode, HandleId id) {
@@ -160,6 +191,7 @@ absl::Status PassthroughFs::DropHandle(InodeId inode, HandleId id) {
   }
   dropped = std::move(found->second);
   handles_.erase(found);
+  if (journal_ != nullptr) journal_->Remove(dropped->jslot);
   return absl::OkStatus();
 }
 
@@ -182,7 +214,18 @@ absl::StatusOr<Entry> PassthroughFs::EntryFor(UniqueFd path_fd) {
   struct stat st;
   InodeKey key;
   RETURN_IF_ERROR(StatPathFd(path_fd.get(), &st, &key));
-  InodeRef inode = inodes_.AddLookup(std::move(path_fd), key, st.st_mode & S_IFMT);
+  InodeRef inode = inodes_.AddLookupIfKnown(key);
+  if (inode == nullptr) {
+    // A new inode: the journal needs its file handle, taken outside the
+    // table's lock. Without one (no journal, or a file system without
+    // handles) the inode is simply not journaled.
+    std::string file_key;
+    if (journal_ != nullptr) {
+      absl::StatusOr<std::string> k = FileKeyAt(path_fd.get(), "", AT_EMPTY_PATH);
+      if (k.ok()) file_key = std::move(*k);
+    }
+    inode = inodes_.AddLookup(std::move(path_fd), key, st.st_mode & S_IFMT, file_key);
+  }
   return MakeEntry(*inode, st);
 }
 

@@ -44,6 +44,31 @@
 // a file forgotten and looked up again gets a new id, generation 0. An
 // unknown (never issued or forgotten) inode id is ENOENT.
 //
+// Restarts (Options::journal_fd): every node id the guest holds (with its
+// lookup count and host file handle) and every open handle (with its open
+// flags) is journaled into the caller's memfd (NodeJournal). A new
+// PassthroughFs created on the same memfd restores them before serving:
+// - a node comes back under the same id, generation and lookup count,
+//   reopened with open_by_handle_at on the share's mount, if the reopened
+//   inode has the journaled dev/ino and type; a renamed file (even moved
+//   elsewhere on that mount, exactly as the old process's O_PATH fd would
+//   have followed it) is still reachable by its id;
+// - a node whose file is gone (ESTALE), or that was on another mount (a
+//   bind mount inside the share), or that fails the checks is restored
+//   stale: every operation on it is ESTALE, FORGET removes it;
+// - a handle comes back under the same id, reopened from its node with its
+//   flags minus O_CREAT|O_EXCL|O_TRUNC (O_DIRECTORY for a directory; READDIR
+//   continues at the guest's offset cookie, the host's d_off); if it cannot
+//   be (stale node, open fails) it is a stale handle: ESTALE until RELEASE;
+// - new node and handle ids start above every id the old process issued;
+// - the negotiated writeback setting carries over (no INIT is re-sent).
+// Not carried: a file's byte-range locks (none are kept), a directory
+// handle's buffered entries (re-read from the cookie). What the journal
+// lacks (it hit its cap, a file system without handles, a corrupt record;
+// see restore_report()) answers as without a journal: ENOENT for the node,
+// EBADF for the handle. Without a journal every node id is ENOENT and every
+// handle EBADF after a restart. DESTROY empties the journal.
+//
 // Locks: GetLk/SetLk return Unimplemented (ENOSYS) and FUSE_POSIX_LOCKS is
 // not requested, so guests keep POSIX locks local. OFD locks keyed per
 // (inode, lock owner) would be needed for cross-guest locks; not done yet.
@@ -67,6 +92,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/fuse/file_system.h"
 #include "agent/passthrough/inode_table.h"
+#include "agent/passthrough/node_journal.h"
 #include "common/unique_fd.h"
 
 namespace coherefs::agent::passthrough {
@@ -104,14 +130,41 @@ struct Options {
   // Reply to a lookup miss with a cacheable negative entry when the cache
   // mode caches (auto, always); otherwise ENOENT. Default false.
   bool negative_entries = false;
+  // A memfd (or any regular file) holding the node/handle journal, or -1
+  // for none (the default). Borrowed: Create dups it; the caller keeps its
+  // fd alive outside the process (the supervisor's state store) and passes
+  // the same memfd to the next process. Empty: journaling starts fresh.
+  // Holding a journal: Create restores from it first (see "Restarts").
+  int journal_fd = -1;
+  // Cap on the journal's size (128-byte records); past it new records are
+  // dropped (restore_report / JournalStats say so). Default 64 MiB.
+  size_t journal_max_bytes = NodeJournal::kDefaultMaxBytes;
+};
+
+// What Create restored from the journal.
+struct RestoreReport {
+  // Not ok when the journal could not be read (DataLoss with the reason:
+  // bad header, too short); nothing was restored and journaling restarted.
+  absl::Status status;
+  size_t nodes = 0;          // restored live
+  size_t stale_nodes = 0;    // restored stale (ESTALE)
+  size_t handles = 0;        // reopened
+  size_t stale_handles = 0;  // restored stale (ESTALE)
+  size_t skipped = 0;        // corrupt records, duplicate or invalid ids
+  bool incomplete = false;   // the old journal had dropped records
+  // The first reopen failure other than ESTALE (e.g. EPERM without
+  // CAP_DAC_READ_SEARCH), for the log.
+  absl::Status first_error;
 };
 
 class PassthroughFs final : public fuse::FileSystem {
  public:
-  // Opens the shared directory and /proc/self/fd. InvalidArgument for an
+  // Opens the shared directory and /proc/self/fd, then restores from the
+  // journal if Options::journal_fd holds one. InvalidArgument for an
   // empty path; the errno's status (NotFound, FailedPrecondition for
   // ENOTDIR, ...) naming the path when it cannot be opened as a directory.
   static absl::StatusOr<std::unique_ptr<PassthroughFs>> Create(const Options& options);
+  // Also the errno's status when journal_fd cannot be dup'ed or mapped.
 
   ~PassthroughFs() override;
 
@@ -141,6 +194,9 @@ class PassthroughFs final : public fuse::FileSystem {
   uint64_t LookupCount(fuse::InodeId inode) const { return inodes_.LookupCount(inode); }
   size_t InodeCount() const { return inodes_.size(); }
   size_t HandleCount() const;
+  const RestoreReport& restore_report() const { return restore_report_; }
+  // Zeros without a journal.
+  NodeJournal::Stats JournalStats() const;
 
   // fuse::FileSystem
   uint64_t WantedInitFlags() const override;
@@ -236,7 +292,8 @@ class PassthroughFs final : public fuse::FileSystem {
   struct Handle {
     fuse::InodeId inode = 0;
     bool is_dir = false;
-    UniqueFd fd;
+    UniqueFd fd;  // invalid: restored stale (ESTALE until released)
+    NodeJournal::Slot jslot = NodeJournal::kNoSlot;
     // Directory streams: one ReadDir at a time moves the shared offset.
     absl::Mutex dir_mu;
     // What getdents64 returned beyond the entries the last ReadDir could
@@ -255,7 +312,11 @@ class PassthroughFs final : public fuse::FileSystem {
 
   absl::StatusOr<InodeRef> GetInode(fuse::InodeId id) const;
   absl::StatusOr<HandleRef> GetHandle(fuse::InodeId inode, fuse::HandleId id) const;
-  fuse::HandleId AddHandle(HandleRef handle);
+  // `host_flags`: the flags the fd was opened with, for the journal.
+  fuse::HandleId AddHandle(HandleRef handle, int host_flags);
+  // Create's second half: what the journal holds, back in the tables.
+  void RestoreFromJournal(int root_fd, const InodeKey& root_key);
+  void RestoreHandles(const NodeJournal::Snapshot& snap);
   absl::Status DropHandle(fuse::InodeId inode, fuse::HandleId id);
 
   // Looks `name` up under `parent` (one component) and adds a lookup.
@@ -274,6 +335,9 @@ class PassthroughFs final : public fuse::FileSystem {
   const double timeout_s_;
   const UniqueFd proc_self_fd_;  // O_PATH of /proc/self/fd
   std::atomic<bool> writeback_{false};  // negotiated at Init
+
+  std::unique_ptr<NodeJournal> journal_;  // null: none; outlives inodes_
+  RestoreReport restore_report_;          // written in Create only
 
   InodeTable inodes_;
 

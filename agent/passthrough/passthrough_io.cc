@@ -56,12 +56,13 @@ absl::StatusOr<OpenResult> PassthroughFs::Open(const Context& ctx, InodeId inode
                                                uint32_t flags) {
   if (options_.readonly && IsWriteOpen(flags)) return ReadOnlyError("open for writing");
   ASSIGN_OR_RETURN(InodeRef node, GetInode(inode));
-  ASSIGN_OR_RETURN(UniqueFd fd, Reopen(*node, HostOpenFlags(flags)));
+  const int host_flags = HostOpenFlags(flags);
+  ASSIGN_OR_RETURN(UniqueFd fd, Reopen(*node, host_flags));
   auto handle = std::make_shared<Handle>();
   handle->inode = inode;
   handle->fd = std::move(fd);
   OpenResult result;
-  result.handle = AddHandle(std::move(handle));
+  result.handle = AddHandle(std::move(handle), host_flags);
   result.open_flags = FileOpenFlags();
   return result;
 }
@@ -89,7 +90,7 @@ absl::StatusOr<std::pair<Entry, OpenResult>> PassthroughFs::Create(
   handle->inode = entry.inode;
   handle->fd = std::move(fd);
   OpenResult result;
-  result.handle = AddHandle(std::move(handle));
+  result.handle = AddHandle(std::move(handle), host_flags);
   result.open_flags = FileOpenFlags();
   return std::make_pair(entry, result);
 }
@@ -151,7 +152,7 @@ absl::StatusOr<OpenResult> PassthroughFs::OpenDir(const Context& ctx, InodeId in
   handle->is_dir = true;
   handle->fd = std::move(fd);
   OpenResult result;
-  result.handle = AddHandle(std::move(handle));
+  result.handle = AddHandle(std::move(handle), O_RDONLY | O_DIRECTORY);
   if (options_.cache == CacheMode::kAlways) result.open_flags = FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE;
   return result;
 }

@@ -108,6 +108,30 @@ class Agent:
         return self.proc.returncode
 
 
+def worker_of(agent_pid, deadline_s=10):
+    """The agent proper: coherefs-agent runs supervised by default, and the
+    process started is the supervisor, with the worker its one child
+    (agent/supervisor). The sandbox is the worker's."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            with open("/proc/%d/task/%d/children" % (agent_pid, agent_pid)) as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        workers = []
+        for k in kids:
+            try:
+                if status_fields("/proc/%d/status" % k).get("Name") == "coherefs-agent":
+                    workers.append(k)
+            except OSError:
+                pass
+        if workers:
+            return workers[0]
+        time.sleep(0.05)
+    return agent_pid
+
+
 def helper_pid(agent_pid):
     """The unmount helper: the agent's child named coherefs-umount."""
     for entry in os.listdir("/proc"):
@@ -197,7 +221,8 @@ def main():
         agents.append(a)
         if not c.check("sandboxed agent starts", a.wait_ready(), a.text()):
             raise RuntimeError("agent did not start")
-        pid = a.proc.pid
+        pid = worker_of(a.proc.pid)
+        c.check("the agent runs supervised (its worker is a child)", pid != a.proc.pid)
         own_ns = os.readlink("/proc/self/ns/mnt")
         tasks = os.listdir("/proc/%d/task" % pid)
         bad = []
@@ -280,7 +305,7 @@ def main():
         a = Agent(agent_bin, work, args, own_group=True)
         agents.append(a)
         if c.check("agent restarts on the same mount point", a.wait_ready(), a.text()):
-            hp = helper_pid(a.proc.pid)
+            hp = helper_pid(worker_of(a.proc.pid))
             os.killpg(a.proc.pid, signal.SIGKILL)
             a.stop(signal.SIGKILL)
             deadline = time.monotonic() + 10
@@ -309,12 +334,13 @@ def main():
         a = Agent(agent_bin, work, args + ["--sandbox=none"])
         agents.append(a)
         if c.check("unsandboxed agent starts", a.wait_ready(), a.text()):
-            st = status_fields("/proc/%d/status" % a.proc.pid)
+            wpid = worker_of(a.proc.pid)
+            st = status_fields("/proc/%d/status" % wpid)
             mine = status_fields("/proc/self/status")
             c.check("--sandbox=none keeps full caps, no seccomp, our namespace",
                     st["CapEff"] == mine["CapEff"] and st["CapBnd"] == mine["CapBnd"] and
                     st["Seccomp"] == "0" and
-                    os.readlink("/proc/%d/ns/mnt" % a.proc.pid) == own_ns,
+                    os.readlink("/proc/%d/ns/mnt" % wpid) == own_ns,
                     (st["CapEff"], st["Seccomp"]))
             c.check("--sandbox=none logs a warning",
                     "level=warn" in a.text() and "sandbox disabled" in a.text())

@@ -34,6 +34,8 @@ constexpr const char* kAllowed[] = {
     "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll",
     "pselect6", "eventfd2", "pipe2", "timerfd_create", "timerfd_settime",
     "timerfd_gettime",
+    // state kept with the supervisor (agent/supervisor) lives in memfds
+    "memfd_create",
     // descriptors and I/O
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
     "pwritev2", "close", "close_range", "dup", "dup3", "fcntl", "ioctl", "lseek",

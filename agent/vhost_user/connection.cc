@@ -19,11 +19,13 @@
 namespace coherefs::agent::vhost_user {
 
 Connection::Connection(UniqueFd socket, DeviceFactory factory,
-                       DeviceMetrics* metrics, int stop_fd)
+                       DeviceMetrics* metrics, int stop_fd,
+                       SessionKeeper* keeper)
     : socket_(std::move(socket)),
       factory_(std::move(factory)),
       metrics_(metrics),
       stop_fd_(stop_fd),
+      keeper_(keeper),
       close_fd_(::eventfd(0, EFD_CLOEXEC)) {
   // Replies are small, but a front end that never reads must not block
   // this thread (and so Stop) forever.
@@ -76,6 +78,31 @@ bool Connection::RingsStartEnabled() const {
   // rings are enabled when started; with it they wait for SET_VRING_ENABLE.
   return !(acked_features_ & Bit(kVhostUserFProtocolFeatures));
 }
+
+namespace {
+
+// Requests that change no session state (nothing to keep).
+bool IsQuery(uint32_t request) {
+  switch (static_cast<RequestType>(request)) {
+    case RequestType::kGetFeatures:
+    case RequestType::kGetProtocolFeatures:
+    case RequestType::kGetQueueNum:
+    case RequestType::kGetConfig:
+    case RequestType::kGetMaxMemSlots:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string MemName(uint32_t generation, size_t i) {
+  return absl::StrCat("mem/", generation, "/", i);
+}
+std::string QueueName(uint32_t index, const char* what) {
+  return absl::StrCat("q/", index, "/", what);
+}
+
+}  // namespace
 
 bool Connection::HasOwnReply(uint32_t request) const {
   switch (static_cast<RequestType>(request)) {
@@ -147,6 +174,7 @@ absl::Status Connection::Serve() {
       LOG_DEBUG("vhost-user request").Kv("request", RequestName(code));
       MaybeAdoptSession(req->type);
       status = Handle(*req, &replied);
+      if (status.ok() && !IsQuery(code)) Persist();
     } else {
       status = req.status();
     }
@@ -256,13 +284,35 @@ absl::Status Connection::Handle(Request& req, bool* replied) {
       return absl::OkStatus();
 
     case RequestType::kSetMemTable: {
-      // Map first: a table that fails leaves the old one serving.
-      ASSIGN_OR_RETURN(std::unique_ptr<GuestMemory> mem,
-                       GuestMemory::Map(req.regions, std::move(req.fds)));
-      return RestartRunning([this, &mem] {
+      // Map first: a table that fails leaves the old one serving. The new
+      // fds are kept under a new generation before the snapshot names it.
+      const uint32_t generation = mem_generation_ + 1;
+      if (keeper_ != nullptr) {
+        for (size_t i = 0; i < req.fds.size(); ++i) {
+          KeepFd(MemName(generation, i), req.fds[i].get());
+        }
+      }
+      absl::StatusOr<std::unique_ptr<GuestMemory>> mapped =
+          GuestMemory::Map(req.regions, std::move(req.fds));
+      if (!mapped.ok()) {
+        if (keeper_ != nullptr) {
+          (void)keeper_->Remove(absl::StrCat("mem/", generation));
+        }
+        return mapped.status();
+      }
+      std::unique_ptr<GuestMemory> mem = std::move(*mapped);
+      const uint32_t old_generation = mem_generation_;
+      mem_generation_ = generation;
+      regions_ = req.regions;
+      absl::Status restarted = RestartRunning([this, &mem] {
         memory_ = std::move(mem);
         return absl::OkStatus();
       });
+      if (keeper_ != nullptr) {
+        Persist();
+        (void)keeper_->Remove(absl::StrCat("mem/", old_generation));
+      }
+      return restarted;
     }
 
     case RequestType::kSetVringNum: {
@@ -316,6 +366,7 @@ absl::Status Connection::Handle(Request& req, bool* replied) {
       StopRing(req.state.index);
       QueueState& q = *queues_[req.state.index];
       q.kick.Reset();
+      KeepFd(QueueName(req.state.index, "kick"), -1);
       VringState reply{req.state.index, q.base};
       RETURN_IF_ERROR(WriteReply(
           sock, req.type,
@@ -332,6 +383,7 @@ absl::Status Connection::Handle(Request& req, bool* replied) {
         return absl::InvalidArgumentError("kick without fd (polling) unsupported");
       }
       StopRing(index);
+      KeepFd(QueueName(index, "kick"), req.fds[0].get());
       queues_[index]->kick = std::move(req.fds[0]);
       return MaybeStart(index);
     }
@@ -339,6 +391,8 @@ absl::Status Connection::Handle(Request& req, bool* replied) {
     case RequestType::kSetVringCall: {
       uint32_t index = req.u64 & kVringIndexMask;
       RETURN_IF_ERROR(CheckIndex(index));
+      KeepFd(QueueName(index, "call"), req.fds.empty() ? -1 : req.fds[0].get());
+      queues_[index]->call_set = !req.fds.empty();
       queues_[index]->call.Set(req.fds.empty() ? UniqueFd()
                                                : std::move(req.fds[0]));
       return absl::OkStatus();
@@ -347,6 +401,7 @@ absl::Status Connection::Handle(Request& req, bool* replied) {
     case RequestType::kSetVringErr: {
       uint32_t index = req.u64 & kVringIndexMask;
       RETURN_IF_ERROR(CheckIndex(index));
+      KeepFd(QueueName(index, "err"), req.fds.empty() ? -1 : req.fds[0].get());
       queues_[index]->err =
           req.fds.empty() ? UniqueFd() : std::move(req.fds[0]);
       return absl::OkStatus();
@@ -397,10 +452,44 @@ absl::Status Connection::Handle(Request& req, bool* replied) {
   }
 }
 
-absl::Status Connection::MaybeStart(uint32_t index) {
+absl::Status Connection::MaybeStart(uint32_t index, bool resume) {
   QueueState& q = *queues_[index];
   if (q.runner || !memory_ || !q.addr_set || q.num == 0 || !q.kick.valid()) {
     return absl::OkStatus();
+  }
+  std::vector<uint16_t> retake;
+  std::vector<std::pair<uint16_t, uint32_t>> finished;
+  uint16_t base = q.base;
+  if (resume) {
+    // The used index as the guest sees it; Vring::CheckLayout (below) has
+    // checked the ring lies in guest memory when it was first started.
+    const auto* used_idx = static_cast<const uint16_t*>(
+        memory_->UvaToHost(q.addr.used_user_addr + 2, sizeof(uint16_t)));
+    if (q.log == nullptr || used_idx == nullptr) {
+      return absl::DataLossError(
+          absl::StrCat("ring ", index, " ran but its in-flight log was not kept"));
+    }
+    InflightLog::Recovered r =
+        q.log->Recover(__atomic_load_n(used_idx, __ATOMIC_ACQUIRE));
+    retake = std::move(r.in_flight);
+    finished = std::move(r.done);
+    base = r.last_avail_idx;
+    LOG_INFO("vhost-user ring resumed")
+        .Kv("queue", index)
+        .Kv("last_avail_idx", base)
+        .Kv("served_again", retake.size())
+        .Kv("returned", finished.size());
+  } else if (keeper_ != nullptr) {
+    if (q.log == nullptr || q.log->num() != q.num) {
+      absl::StatusOr<std::unique_ptr<InflightLog>> log = InflightLog::Create(q.num);
+      if (log.ok()) {
+        q.log = std::move(*log);
+      } else {
+        LOG_WARN("no in-flight log: this ring will not survive a restart")
+            .Kv("queue", index)
+            .Kv("error", log.status());
+      }
+    }
   }
   RingLayout layout;
   layout.num = q.num;
@@ -410,12 +499,18 @@ absl::Status Connection::MaybeStart(uint32_t index) {
   layout.event_idx = (acked_features_ & Bit(kVirtioRingFEventIdx)) != 0;
   layout.indirect = (acked_features_ & Bit(kVirtioRingFIndirectDesc)) != 0;
   ASSIGN_OR_RETURN(std::unique_ptr<Vring> ring,
-                   Vring::Create(memory_.get(), layout, q.base, &q.call));
+                   Vring::Create(memory_.get(), layout, base, &q.call, q.log.get()));
+  if (!resume && q.log != nullptr) {
+    q.log->Start(base, ring->UsedIdx());
+    KeepFd(QueueName(index, "inflight"), q.log->fd());
+  }
   bool enabled = q.enabled || RingsStartEnabled();
   auto runner = std::make_unique<QueueRunner>(
       index, std::move(ring), q.kick.get(), enabled,
       device_->WorkersForQueue(index),
       QueueRunner::Context{device_.get(), metrics_, &log_limiter_});
+  runner->set_inflight_log(q.log.get());
+  if (resume) runner->ResumeWith(std::move(finished), std::move(retake));
   RETURN_IF_ERROR(runner->Start());
   absl::MutexLock lock(&info_mu_);
   q.runner = std::move(runner);
@@ -459,12 +554,212 @@ void Connection::ResetSession() {
     device_.reset();
   }
   memory_.reset();
+  regions_.clear();
   acked_features_ = 0;
   acked_protocol_features_ = 0;
   owner_set_ = false;
   session_started_ = false;
+  if (keeper_ != nullptr) {
+    (void)keeper_->Remove("mem");
+    (void)keeper_->Remove("q");
+    (void)keeper_->Remove("session");
+  }
   absl::MutexLock lock(&info_mu_);
   for (auto& q : queues_) q = std::make_unique<QueueState>();
+}
+
+// ---- Keeping the session -------------------------------------------------
+
+namespace {
+
+constexpr uint32_t kSnapshotMagic = 0x56534643;  // "CFSV"
+constexpr uint32_t kSnapshotVersion = 1;
+
+// Fixed-size per-ring part of the snapshot.
+struct KeptQueue {
+  uint32_t num;
+  uint8_t addr_set;
+  uint8_t enabled;
+  uint8_t has_kick;
+  uint8_t has_call;
+  uint8_t has_err;
+  uint8_t running;
+  uint16_t base;
+  VringAddr addr;
+};
+
+struct KeptHeader {
+  uint32_t magic;
+  uint32_t version;
+  uint64_t acked_features;
+  uint64_t acked_protocol_features;
+  uint32_t owner_set;
+  uint32_t mem_generation;
+  uint32_t num_regions;
+  uint32_t num_queues;
+};
+
+template <typename T>
+void Append(std::string* out, const T& v) {
+  out->append(reinterpret_cast<const char*>(&v), sizeof(v));
+}
+
+template <typename T>
+bool Consume(absl::string_view* in, T* v) {
+  if (in->size() < sizeof(T)) return false;
+  std::memcpy(v, in->data(), sizeof(T));
+  in->remove_prefix(sizeof(T));
+  return true;
+}
+
+}  // namespace
+
+void Connection::KeepFd(const std::string& name, int fd) {
+  if (keeper_ == nullptr) return;
+  absl::Status s = fd >= 0 ? keeper_->Put(name, "", fd) : keeper_->Remove(name);
+  if (!s.ok() && log_limiter_.Allow()) {
+    LOG_WARN("cannot keep vhost-user state; a restart will drop this session")
+        .Kv("entry", name)
+        .Kv("error", s);
+  }
+}
+
+std::string Connection::Snapshot() const {
+  std::string out;
+  KeptHeader h{kSnapshotMagic,
+               kSnapshotVersion,
+               acked_features_,
+               acked_protocol_features_,
+               owner_set_ ? 1u : 0u,
+               mem_generation_,
+               static_cast<uint32_t>(memory_ ? regions_.size() : 0),
+               num_queues_};
+  Append(&out, h);
+  if (memory_) {
+    for (const MemoryRegion& r : regions_) Append(&out, r);
+  }
+  for (const auto& qp : queues_) {
+    const QueueState& q = *qp;
+    KeptQueue k{};
+    k.num = q.num;
+    k.addr_set = q.addr_set;
+    k.enabled = q.enabled;
+    k.has_kick = q.kick.valid();
+    k.has_call = q.call_set;
+    k.has_err = q.err.valid();
+    k.running = q.runner != nullptr;
+    k.base = q.base;
+    k.addr = q.addr;
+    Append(&out, k);
+  }
+  return out;
+}
+
+void Connection::Persist() {
+  if (keeper_ == nullptr) return;
+  absl::Status s = keeper_->Put("session", Snapshot());
+  if (!s.ok() && log_limiter_.Allow()) {
+    LOG_WARN("cannot keep vhost-user state; a restart will drop this session")
+        .Kv("error", s);
+  }
+}
+
+absl::Status Connection::Resume() {
+  if (keeper_ == nullptr) return absl::NotFoundError("no keeper");
+  std::optional<KeptEntry> kept = keeper_->Take("session");
+  if (!kept.has_value()) return absl::NotFoundError("no kept session");
+  absl::Status s = Restore(kept->blob);
+  if (!s.ok()) {
+    ResetSession();
+    return s;
+  }
+  session_started_ = true;
+  metrics_->AddAdoptedSession();
+  return absl::OkStatus();
+}
+
+absl::Status Connection::Restore(const std::string& snapshot) {
+  absl::string_view in(snapshot);
+  KeptHeader h;
+  if (!Consume(&in, &h) || h.magic != kSnapshotMagic || h.version != kSnapshotVersion) {
+    return absl::DataLossError("kept vhost-user session has a bad header");
+  }
+  if (h.num_queues != num_queues_ || h.num_regions > kMaxFds) {
+    return absl::DataLossError(absl::StrCat("kept session has ", h.num_queues,
+                                            " rings and ", h.num_regions,
+                                            " regions; the device has ", num_queues_));
+  }
+  if ((h.acked_features & ~OfferedFeatures()) ||
+      (h.acked_protocol_features & ~OfferedProtocolFeatures())) {
+    return absl::DataLossError("kept session acked features this back end does not offer");
+  }
+  acked_features_ = h.acked_features;
+  acked_protocol_features_ = h.acked_protocol_features;
+  owner_set_ = h.owner_set != 0;
+  mem_generation_ = h.mem_generation;
+  std::vector<MemoryRegion> regions(h.num_regions);
+  for (MemoryRegion& r : regions) {
+    if (!Consume(&in, &r)) return absl::DataLossError("kept session truncated");
+  }
+  if (!regions.empty()) {
+    std::vector<UniqueFd> fds;
+    for (size_t i = 0; i < regions.size(); ++i) {
+      std::optional<KeptEntry> e = keeper_->Take(MemName(mem_generation_, i));
+      if (!e.has_value() || !e->fd.valid()) {
+        return absl::DataLossError(absl::StrCat("memory region ", i, " fd was not kept"));
+      }
+      fds.push_back(std::move(e->fd));
+    }
+    ASSIGN_OR_RETURN(memory_, GuestMemory::Map(regions, std::move(fds)));
+    regions_ = std::move(regions);
+  }
+  std::vector<uint32_t> running;
+  for (uint32_t i = 0; i < num_queues_; ++i) {
+    KeptQueue k;
+    if (!Consume(&in, &k)) return absl::DataLossError("kept session truncated");
+    if (k.num > kMaxQueueSize || (k.num & (k.num - 1)) != 0) {
+      return absl::DataLossError(absl::StrCat("kept ring ", i, " has size ", k.num));
+    }
+    QueueState& q = *queues_[i];
+    {
+      absl::MutexLock lock(&info_mu_);
+      q.num = k.num;
+      q.enabled = k.enabled != 0;
+    }
+    q.addr_set = k.addr_set != 0;
+    q.addr = k.addr;
+    q.base = k.base;
+    auto take_fd = [&](const char* what) -> UniqueFd {
+      std::optional<KeptEntry> e = keeper_->Take(QueueName(i, what));
+      return e.has_value() ? std::move(e->fd) : UniqueFd();
+    };
+    if (k.has_kick) q.kick = take_fd("kick");
+    if (k.has_call) {
+      q.call.Set(take_fd("call"));
+      q.call_set = true;
+    }
+    if (k.has_err) q.err = take_fd("err");
+    if (k.running) {
+      UniqueFd log_fd = take_fd("inflight");
+      if (!log_fd.valid()) {
+        return absl::DataLossError(absl::StrCat("ring ", i, " ran but no in-flight log was kept"));
+      }
+      ASSIGN_OR_RETURN(q.log, InflightLog::Attach(std::move(log_fd), k.num));
+      if (!q.kick.valid() || !memory_ || !q.addr_set) {
+        return absl::DataLossError(absl::StrCat("kept ring ", i, " cannot run"));
+      }
+      RingLayout layout;
+      layout.num = q.num;
+      layout.desc_uva = q.addr.desc_user_addr;
+      layout.avail_uva = q.addr.avail_user_addr;
+      layout.used_uva = q.addr.used_user_addr;
+      RETURN_IF_ERROR(Vring::CheckLayout(memory_.get(), layout));
+      running.push_back(i);
+    }
+  }
+  if (!in.empty()) return absl::DataLossError("kept session has trailing bytes");
+  for (uint32_t i : running) RETURN_IF_ERROR(MaybeStart(i, /*resume=*/true));
+  return absl::OkStatus();
 }
 
 }  // namespace coherefs::agent::vhost_user

@@ -26,6 +26,17 @@
 // acked (a front end only uses what was offered, and the next SET_FEATURES,
 // which QEMU sends before any ring starts, replaces the guess).
 //
+// Keeping the session (optional SessionKeeper): every state change the
+// front end makes is kept as it is made -- a snapshot of the negotiated
+// state ("session"), the memory fds ("mem/<generation>/<i>"), each ring's
+// kick/call/err eventfds and in-flight log ("q/<i>/..."). A back end
+// started after a crash calls Resume() on the kept socket instead of
+// waiting for a handshake: memory is mapped again, every ring that ran
+// continues where the in-flight log says (chains the dead process had taken
+// are served again), and the front end never learns of the restart. A
+// message the dead process had read but not answered is lost; QEMU sends
+// them only while a guest (re)starts its device.
+//
 // Thread-safety: Serve runs on one thread; the queue threads it starts only
 // touch their QueueRunner. Serve returns after tearing everything down.
 // Close() and Queues() may be called from any thread while the Connection
@@ -43,10 +54,12 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/vhost_user/device.h"
 #include "agent/vhost_user/guest_memory.h"
+#include "agent/vhost_user/inflight_log.h"
 #include "agent/vhost_user/log_limiter.h"
 #include "agent/vhost_user/message.h"
 #include "agent/vhost_user/metrics.h"
 #include "agent/vhost_user/queue_runner.h"
+#include "agent/vhost_user/session_keeper.h"
 #include "agent/vhost_user/vring.h"
 #include "common/unique_fd.h"
 
@@ -64,9 +77,9 @@ struct QueueInfo {
 class Connection {
  public:
   // `stop_fd` (not owned) becomes readable when the daemon stops; `metrics`
-  // must outlive the Connection.
+  // and `keeper` (may be null: nothing kept) must outlive the Connection.
   Connection(UniqueFd socket, DeviceFactory factory, DeviceMetrics* metrics,
-             int stop_fd);
+             int stop_fd, SessionKeeper* keeper = nullptr);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -75,6 +88,11 @@ class Connection {
   // (kCancelled), or a fatal error (its status). Before returning it stops
   // every ring, calls Device::Reset(), unmaps memory and closes every fd.
   absl::Status Serve();
+
+  // Before Serve: takes up the session a previous process kept (see
+  // above). kNotFound when nothing was kept; kDataLoss (and nothing
+  // started) when what was kept does not fit together.
+  absl::Status Resume();
 
   // Makes Serve end the session now (returning kAborted), as if the front
   // end had gone: in-flight chains finish first. Any thread; idempotent.
@@ -92,6 +110,8 @@ class Connection {
     UniqueFd kick;
     UniqueFd err;             // kept, unused: we report no errors this way
     Notifier call;
+    bool call_set = false;
+    std::unique_ptr<InflightLog> log;  // with a keeper, once the ring ran
     std::unique_ptr<QueueRunner> runner;
   };
 
@@ -104,8 +124,9 @@ class Connection {
   uint64_t OfferedProtocolFeatures() const;
   bool RingsStartEnabled() const;
 
-  // Starts ring `index` if it has everything it needs.
-  absl::Status MaybeStart(uint32_t index);
+  // Starts ring `index` if it has everything it needs; `resume`: where the
+  // in-flight log says, serving its chains again.
+  absl::Status MaybeStart(uint32_t index, bool resume = false);
   // Stops ring `index` if running, keeping its position in `base`.
   void StopRing(uint32_t index);
   void StopAllRings();
@@ -116,11 +137,18 @@ class Connection {
   // Called with each decoded request's type before it is handled: adopts a
   // session the front end negotiated with an earlier back end (see above).
   void MaybeAdoptSession(RequestType first);
+  // Keeping (no-ops without a keeper). Persist writes the "session"
+  // snapshot; KeepFd keeps (fd >= 0) or drops (fd < 0) one fd entry.
+  void Persist();
+  void KeepFd(const std::string& name, int fd);
+  std::string Snapshot() const;
+  absl::Status Restore(const std::string& snapshot);
 
   const UniqueFd socket_;
   const DeviceFactory factory_;
   DeviceMetrics* const metrics_;
   const int stop_fd_;
+  SessionKeeper* const keeper_;
   const UniqueFd close_fd_;  // eventfd written by Close(), never drained
   LogLimiter log_limiter_;
 
@@ -131,6 +159,8 @@ class Connection {
   bool owner_set_ = false;
   bool session_started_ = false;  // a request was handled since the reset
   std::unique_ptr<GuestMemory> memory_;
+  std::vector<MemoryRegion> regions_;  // memory_'s table, for the snapshot
+  uint32_t mem_generation_ = 0;        // names the kept memory fds
   // Changed only on the Serve thread, which reads it without the lock;
   // each change (a QueueState replaced, its num/enabled/runner set) is made
   // under info_mu_ so that Queues() can read from other threads.

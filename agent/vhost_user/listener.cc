@@ -54,7 +54,7 @@ absl::Status RemoveStaleSocket(const std::string& path,
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Listener>> Listener::Start(
-    std::string socket_path, DeviceFactory factory) {
+    std::string socket_path, DeviceFactory factory, SessionKeeper* keeper) {
   absl::StatusOr<sockaddr_un> addr = MakeAddress(socket_path);
   if (!addr.ok()) return addr.status();
   if (absl::Status s = RemoveStaleSocket(socket_path, *addr); !s.ok()) return s;
@@ -77,18 +77,20 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::Start(
   }
   std::unique_ptr<Listener> l(new Listener(std::move(socket_path),
                                            std::move(factory), std::move(fd),
-                                           std::move(stop)));
+                                           std::move(stop), keeper));
   l->thread_ = std::thread([raw = l.get()] { raw->AcceptLoop(); });
   LOG_INFO("vhost-user socket listening").Kv("path", l->path_);
   return l;
 }
 
 Listener::Listener(std::string path, DeviceFactory factory,
-                   UniqueFd listen_fd, UniqueFd stop_fd)
+                   UniqueFd listen_fd, UniqueFd stop_fd,
+                   SessionKeeper* keeper)
     : path_(std::move(path)),
       factory_(std::move(factory)),
       listen_fd_(std::move(listen_fd)),
-      stop_fd_(std::move(stop_fd)) {}
+      stop_fd_(std::move(stop_fd)),
+      keeper_(keeper) {}
 
 Listener::~Listener() { Stop(); }
 
@@ -126,6 +128,15 @@ bool Listener::Admit() {
 }
 
 void Listener::AcceptLoop() {
+  if (keeper_ != nullptr) {
+    if (std::optional<KeptEntry> kept = keeper_->Take("conn");
+        kept.has_value() && kept->fd.valid()) {
+      metrics_.AddConnection();
+      absl::Status s = ServeSession(std::move(kept->fd), /*resume=*/true);
+      if (absl::IsCancelled(s)) return;
+      LOG_INFO("vhost-user front end gone").Kv("path", path_).Kv("status", s);
+    }
+  }
   for (;;) {
     pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
@@ -156,22 +167,51 @@ void Listener::AcceptLoop() {
     }
     metrics_.AddConnection();
     LOG_INFO("vhost-user front end connected").Kv("path", path_);
-    absl::Status s;
-    {
-      Connection session(std::move(conn), factory_, &metrics_, stop_fd_.get());
+    if (keeper_ != nullptr) {
+      if (absl::Status kept = keeper_->Put("conn", "", conn.get()); !kept.ok()) {
+        LOG_WARN("cannot keep the vhost-user connection; a restart will drop it")
+            .Kv("path", path_)
+            .Kv("error", kept);
+      }
+    }
+    absl::Status s = ServeSession(std::move(conn), /*resume=*/false);
+    if (absl::IsCancelled(s)) return;
+    LOG_INFO("vhost-user front end gone").Kv("path", path_).Kv("status", s);
+  }
+}
+
+absl::Status Listener::ServeSession(UniqueFd conn, bool resume) {
+  absl::Status s;
+  {
+    Connection session(std::move(conn), factory_, &metrics_, stop_fd_.get(),
+                       keeper_);
+    if (resume) {
+      if (absl::Status r = session.Resume(); !r.ok()) {
+        LOG_ERROR("cannot resume the kept vhost-user session; closing it")
+            .Kv("path", path_)
+            .Kv("error", r);
+        s = r;
+      } else {
+        LOG_WARN("resumed the vhost-user session a previous agent process served")
+            .Kv("path", path_);
+      }
+    }
+    if (s.ok()) {
       {
         absl::MutexLock lock(&mu_);
         session_ = &session;
-        // Evicted between the check above and now.
+        // Evicted between the caller's check and now.
         if (evicted_) session.Close();
       }
       s = session.Serve();
       absl::MutexLock lock(&mu_);
       session_ = nullptr;
     }
-    if (absl::IsCancelled(s)) return;
-    LOG_INFO("vhost-user front end gone").Kv("path", path_).Kv("status", s);
   }
+  // The session is over (a crash never gets here): nothing of it may be
+  // resumed later.
+  if (keeper_ != nullptr) (void)keeper_->Remove("conn");
+  return s;
 }
 
 }  // namespace coherefs::agent::vhost_user

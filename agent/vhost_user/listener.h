@@ -15,6 +15,12 @@
 // counted in SessionInfo::refused -- until Admit(). An operator kicks a
 // misbehaving guest and it stays out even if its front end reconnects.
 //
+// Keeping (optional SessionKeeper, see Connection): the accepted socket is
+// kept as "conn" while its session lasts, and a listener started after a
+// crash first resumes the kept session on it (Connection::Resume), then
+// accepts as usual. A kept session that cannot be resumed is closed: the
+// front end sees a disconnect, as it would have without keeping.
+//
 // Thread-safety: Start/Stop from one controlling thread; metrics(),
 // Session(), Evict() and Admit() from any.
 #ifndef COHEREFS_AGENT_VHOST_USER_LISTENER_H_
@@ -32,6 +38,7 @@
 #include "agent/vhost_user/device.h"
 #include "agent/vhost_user/log_limiter.h"
 #include "agent/vhost_user/metrics.h"
+#include "agent/vhost_user/session_keeper.h"
 #include "common/unique_fd.h"
 
 namespace coherefs::agent::vhost_user {
@@ -49,8 +56,10 @@ class Listener {
   // Binds `socket_path` and starts the accept thread. `factory` makes the
   // Device of each session. kInvalidArgument for a path too long for
   // sun_path; see above for existing files; errno statuses otherwise.
+  // `keeper` (may be null) must outlive the Listener.
   static absl::StatusOr<std::unique_ptr<Listener>> Start(
-      std::string socket_path, DeviceFactory factory);
+      std::string socket_path, DeviceFactory factory,
+      SessionKeeper* keeper = nullptr);
 
   ~Listener();
   Listener(const Listener&) = delete;
@@ -72,13 +81,17 @@ class Listener {
 
  private:
   Listener(std::string path, DeviceFactory factory, UniqueFd listen_fd,
-           UniqueFd stop_fd);
+           UniqueFd stop_fd, SessionKeeper* keeper);
   void AcceptLoop();
+  // Serves one front end on `conn` until it goes; `resume`: take up the
+  // kept session first. Returns Serve's status (kCancelled: stopping).
+  absl::Status ServeSession(UniqueFd conn, bool resume);
 
   const std::string path_;
   const DeviceFactory factory_;
   const UniqueFd listen_fd_;
   const UniqueFd stop_fd_;  // eventfd; written once by Stop, never drained
+  SessionKeeper* const keeper_;
   DeviceMetrics metrics_;
   mutable absl::Mutex mu_;
   Connection* session_ ABSL_GUARDED_BY(mu_) = nullptr;  // on AcceptLoop's stack

@@ -24,13 +24,23 @@ QueueRunner::QueueRunner(uint32_t index, std::unique_ptr<Vring> ring,
 
 QueueRunner::~QueueRunner() { Stop(); }
 
+void QueueRunner::ResumeWith(std::vector<std::pair<uint16_t, uint32_t>> done,
+                             std::vector<uint16_t> heads) {
+  finished_ = std::move(done);
+  retake_.assign(heads.begin(), heads.end());
+  resumed_ = true;
+}
+
 absl::Status QueueRunner::Start() {
   wake_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_fd_.valid()) return LastErrnoStatus("eventfd");
   for (uint32_t i = 0; i < num_workers_; ++i) {
     workers_.emplace_back([this] { WorkerLoop(); });
   }
+  for (const auto& [head, len] : finished_) ring_->Push(head, len);
+  finished_.clear();
   queue_thread_ = std::thread([this] { Run(); });
+  if (resumed_) ring_->Notify();
   return absl::OkStatus();
 }
 
@@ -108,7 +118,13 @@ void QueueRunner::Drain() {
       }
       Chain chain;
       std::string error;
-      Vring::PopResult r = ring_->Pop(&chain, &error);
+      Vring::PopResult r;
+      if (!retake_.empty()) {
+        r = ring_->Retake(retake_.front(), &chain, &error);
+        retake_.pop_front();
+      } else {
+        r = ring_->Pop(&chain, &error);
+      }
       if (r == Vring::PopResult::kEmpty) break;
       if (r == Vring::PopResult::kChain) {
         taken_.fetch_add(1, std::memory_order_relaxed);
@@ -170,6 +186,7 @@ void QueueRunner::Serve(const Chain& chain) {
   // Count before the push: once the driver sees the completion, the
   // metrics must already include it.
   ctx_.metrics->AddRequest(chain.readable_bytes, len);
+  if (log_ != nullptr) log_->MarkDone(chain.head, len);
   ring_->Push(chain.head, len);
   taken_.fetch_sub(1, std::memory_order_relaxed);
 }

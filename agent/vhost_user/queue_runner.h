@@ -21,6 +21,7 @@
 #include <deque>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -48,6 +49,14 @@ class QueueRunner {
   QueueRunner(const QueueRunner&) = delete;
   QueueRunner& operator=(const QueueRunner&) = delete;
 
+  // Before Start: the ring resumes a session a previous process served
+  // (InflightLog::Recover): the `done` chains are returned as they are, the
+  // `heads` served again first, in order, and the driver is signalled.
+  void ResumeWith(std::vector<std::pair<uint16_t, uint32_t>> done,
+                  std::vector<uint16_t> heads);
+  // Chains served are marked done in `log` (may be null) before they are
+  // returned. Before Start.
+  void set_inflight_log(InflightLog* log) { log_ = log; }
   // Starts the threads. An errno status if eventfd or thread creation fails.
   absl::Status Start();
   // SET_VRING_ENABLE: a disabled ring takes no chains (kicks are drained).
@@ -83,6 +92,10 @@ class QueueRunner {
   std::atomic<bool> stopping_{false};
   std::atomic<uint32_t> taken_{0};  // see in_flight()
   bool broken_ = false;  // queue thread only
+  std::deque<uint16_t> retake_;  // queue thread only once started
+  std::vector<std::pair<uint16_t, uint32_t>> finished_;  // before Start only
+  bool resumed_ = false;
+  InflightLog* log_ = nullptr;
   std::thread queue_thread_;
   std::vector<std::thread> workers_;
 

@@ -70,7 +70,8 @@ absl::Status Vring::CheckLayout(const GuestMemory* mem,
 absl::StatusOr<std::unique_ptr<Vring>> Vring::Create(const GuestMemory* mem,
                                                      const RingLayout& layout,
                                                      uint16_t last_avail_idx,
-                                                     Notifier* call) {
+                                                     Notifier* call,
+                                                     InflightLog* log) {
   if (absl::Status s = CheckLayout(mem, layout); !s.ok()) return s;
   void* desc = mem->UvaToHost(layout.desc_uva, DescTableBytes(layout.num));
   void* avail = mem->UvaToHost(layout.avail_uva, AvailRingBytes(layout.num));
@@ -80,6 +81,7 @@ absl::StatusOr<std::unique_ptr<Vring>> Vring::Create(const GuestMemory* mem,
   ring->avail_ = static_cast<uint16_t*>(avail);
   ring->used_ = static_cast<uint8_t*>(used);
   ring->call_ = call;
+  ring->log_ = log;
   {
     absl::MutexLock lock(&ring->mu_);
     ring->used_idx_ = Load16(reinterpret_cast<uint16_t*>(ring->used_ + 2));
@@ -104,6 +106,18 @@ Vring::PopResult Vring::Pop(Chain* chain, std::string* error) {
   *chain = Chain();
   chain->head = head;
   if (head >= layout_.num) {
+    if (log_ != nullptr) log_->MarkSkipped();
+    *error = absl::StrCat("head ", head, " out of range");
+    return PopResult::kSkipped;
+  }
+  if (log_ != nullptr) log_->MarkTaken(head);
+  return Retake(head, chain, error);
+}
+
+Vring::PopResult Vring::Retake(uint16_t head, Chain* chain, std::string* error) {
+  *chain = Chain();
+  chain->head = head;
+  if (head >= layout_.num) {
     *error = absl::StrCat("head ", head, " out of range");
     return PopResult::kSkipped;
   }
@@ -114,6 +128,11 @@ Vring::PopResult Vring::Pop(Chain* chain, std::string* error) {
     return PopResult::kBadChain;
   }
   return PopResult::kChain;
+}
+
+uint16_t Vring::UsedIdx() {
+  absl::MutexLock lock(&mu_);
+  return used_idx_;
 }
 
 bool Vring::WalkChain(uint16_t head, Chain* chain, std::string* error) const {
@@ -215,6 +234,7 @@ void Vring::Push(uint16_t head, uint32_t len) {
     absl::MutexLock lock(&mu_);
     const uint16_t old_idx = used_idx_;
     const uint16_t new_idx = static_cast<uint16_t>(old_idx + 1);
+    if (log_ != nullptr) log_->BeginPut(head);
     auto* elem = reinterpret_cast<uint32_t*>(
         used_ + 4 + 8ull * (old_idx % layout_.num));
     Store32(&elem[0], head);
@@ -223,6 +243,7 @@ void Vring::Push(uint16_t head, uint32_t len) {
     std::atomic_thread_fence(std::memory_order_release);
     Store16(reinterpret_cast<uint16_t*>(used_ + 2), new_idx);
     used_idx_ = new_idx;
+    if (log_ != nullptr) log_->EndPut(head, new_idx);
     // The index before reading the driver's suppression state: otherwise a
     // driver re-enabling interrupts concurrently could be missed.
     std::atomic_thread_fence(std::memory_order_seq_cst);

@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/vhost_user/device.h"
 #include "agent/vhost_user/guest_memory.h"
+#include "agent/vhost_user/inflight_log.h"
 #include "common/unique_fd.h"
 
 namespace coherefs::agent::vhost_user {
@@ -60,10 +61,11 @@ class Vring {
   // Vring). kInvalidArgument if num is not a power of two in range, an area
   // is misaligned (§2.7: 16, 2, 4) or not entirely inside one region.
   // `last_avail_idx` is SET_VRING_BASE's value; the used index is read from
-  // the ring.
+  // the ring. `log` (may be null; must outlive the Vring) records every
+  // chain taken and returned (see InflightLog).
   static absl::StatusOr<std::unique_ptr<Vring>> Create(
       const GuestMemory* mem, const RingLayout& layout,
-      uint16_t last_avail_idx, Notifier* call);
+      uint16_t last_avail_idx, Notifier* call, InflightLog* log = nullptr);
 
   // The checks Create makes, without creating: for SET_VRING_ADDR, so a bad
   // address is refused when sent rather than when the ring starts.
@@ -80,6 +82,16 @@ class Vring {
   // Takes the next available chain. On kBadChain/kSkipped/kBroken, *error
   // says why.
   PopResult Pop(Chain* chain, std::string* error);
+
+  // Walks the chain at `head` again: one a previous process took and never
+  // returned (InflightLog::Recover). kChain or kBadChain.
+  PopResult Retake(uint16_t head, Chain* chain, std::string* error);
+
+  // The used index the ring shows now (GET_VRING_BASE of a resumed ring).
+  uint16_t UsedIdx() ABSL_LOCKS_EXCLUDED(mu_);
+  // Signals the driver unconditionally (a resumed ring: completions the
+  // dead process published may not have been signalled).
+  void Notify() { call_->Signal(); }
 
   // With EVENT_IDX: publishes avail_event = last_avail_idx so the driver
   // kicks for the next buffer, then re-reads avail idx. True if buffers
@@ -104,6 +116,7 @@ class Vring {
   uint16_t* avail_ = nullptr;       // flags, idx, ring[num], used_event
   uint8_t* used_ = nullptr;         // flags, idx, ring[num], avail_event
   Notifier* call_ = nullptr;
+  InflightLog* log_ = nullptr;
 
   // Owned by the popping thread.
   uint16_t last_avail_idx_;

@@ -72,14 +72,14 @@ void VirtioFsDevice::Reset() {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const std::string& socket_path, DeviceOptions options,
-    HandlerFactory factory) {
+    HandlerFactory factory, vhost_user::SessionKeeper* keeper) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
   auto current = std::make_shared<CurrentHandler>();
   auto device_factory = [options, factory = std::move(factory), current]()
       -> std::unique_ptr<vhost_user::Device> {
     return std::make_unique<VirtioFsDevice>(options, factory(), current);
   };
-  auto listener = vhost_user::Listener::Start(socket_path, device_factory);
+  auto listener = vhost_user::Listener::Start(socket_path, device_factory, keeper);
   if (!listener.ok()) return listener.status();
   LOG_INFO("virtio-fs device ready")
       .Kv("tag", options.tag)

@@ -112,10 +112,12 @@ class Server {
   // Listens on `socket_path` (see vhost_user::Listener for stale sockets)
   // and serves one guest at a time, a new handler from `factory` for each
   // connection. Option errors as ValidateOptions; listener errors as
-  // vhost_user::Listener::Start.
+  // vhost_user::Listener::Start. `keeper` (may be null) keeps the vhost-user
+  // session across a restart of this process (see vhost_user::Connection);
+  // the handler keeps its own FUSE state.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
       const std::string& socket_path, DeviceOptions options,
-      HandlerFactory factory);
+      HandlerFactory factory, vhost_user::SessionKeeper* keeper = nullptr);
 
   // Ends the current session (its handler's Shutdown runs), joins every
   // thread, removes the socket file. Idempotent; the destructor calls it.

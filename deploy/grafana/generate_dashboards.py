@@ -148,6 +148,11 @@ AGENT_DASH = {
            [("{{instance}} {{guest}}",
              'sum by (instance, guest) (coherefs_agent_guest_connections_total{%s})' % AGENT)],
            "vhost-user sessions accepted since the agent started."),
+        ts("Agent worker restarts", "short",
+           [("{{instance}} {{reason}}",
+             'max by (instance, reason) (coherefs_agent_worker_restarts_total{%s})' % AGENT_I)],
+           "Times the supervisor restarted the agent worker (reason crash, or replace: an "
+           "upgrade by SIGUSR2); guests keep their sessions (README \"Agent restarts\")."),
         ts("Malformed input from guests", "ops",
            [("chains {{guest}}", rate("coherefs_agent_guest_bad_chains_total", AGENT,
                                       "instance, guest")),

@@ -48,6 +48,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -678,13 +679,33 @@ class VmDriver:
     comparable with the host's."""
 
     def __init__(self, backend, readers=1, vmlib=None, keep=False,
-                 coordinator_bin=None, coherence=None):
+                 coordinator_bin=None, coherence=None, worker_kills=()):
+        """worker_kills=[(k, i), ...]: before writer op k, SIGKILL the
+        worker process of agent i (a supervised coherefs-agent: the worker
+        is the started process's one child; its supervisor restarts it);
+        `kill_info` then lists what happened."""
         self.backend = backend
         self.readers = readers
         self.vmlib = vmlib
         self.keep = keep
         self.coordinator_bin = coordinator_bin
         self.coherence = coherence
+        self.worker_kills = dict(worker_kills)
+        self.kill_info = []
+
+    def _kill_worker(self, k):
+        i = self.worker_kills[k]
+        sup = self.backend.procs[i].pid
+        try:
+            with open("/proc/%d/task/%d/children" % (sup, sup)) as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        info = {"before_op": k, "agent": i, "at": time.monotonic(),
+                "worker": kids[0] if kids else None}
+        if kids:
+            os.kill(kids[0], signal.SIGKILL)
+        self.kill_info.append(info)
 
     def run(self, seed, ops):
         """With coordinator_bin (coherefs backend only), a coordinator runs
@@ -755,10 +776,15 @@ class VmDriver:
                        for n, g in zip(names, c.guests[1:])]
             for t in threads:
                 t.start()
+            before_op = None
+            if self.worker_kills:
+                def before_op(k):
+                    if k in self.worker_kills:
+                        self._kill_worker(k)
             try:
                 run_writer(rec, seed, ops, c.shared_dir,
                            lambda op: writer.check(shell_of(op)),
-                           round_timeout=90)
+                           round_timeout=90, before_op=before_op)
             except TimeoutError:
                 if errors:
                     raise errors[0]

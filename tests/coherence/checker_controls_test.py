@@ -20,7 +20,11 @@ that it does not cry wolf).
   checker_controls_test.py vm-coherefs --agent-bin=PATH --coordinator-bin=PATH
       the same workload (seed, ops, guests) on coherefs: one agent per
       guest (two agents = two hosts), one coordinator, cache=always,
-      --coherence=strict: no stale read, no phantom.
+      --coherence=strict: no stale read, no phantom. With
+      --kill-workers-at=K:I,...: before writer op K the worker process of
+      agent I (0: the writer's, 1: the reader's) is SIGKILLed and its
+      supervisor restarts it mid-workload: still no stale read, every
+      change succeeds, the reader's rounds go on.
 Prints the staleness reports, then "N passed, N failed"; exits 1 on any
 failure. Never skips: a VM that cannot boot is a failure.
 """
@@ -246,16 +250,28 @@ def run_vm_coherefs(args, res):
     backend = vmlib.CoherefsBackend(os.path.abspath(args.agent_bin),
                                     sockets="per-guest", cache="always",
                                     extra_args=args.agent_arg)
-    label = "coherefs strict, agent per guest + coordinator (%d writer ops)" % (
-        args.ops)
+    kills = [tuple(int(x) for x in kv.split(":"))
+             for kv in args.kill_workers_at.split(",") if kv]
+    label = "coherefs strict, agent per guest + coordinator (%d writer ops%s)" % (
+        args.ops, ", %d worker kills" % len(kills) if kills else "")
+    driver = checker.VmDriver(
+        backend, 1, vmlib, coordinator_bin=args.coordinator_bin,
+        coherence="strict", worker_kills=kills)
     try:
-        records = checker.VmDriver(
-            backend, 1, vmlib, coordinator_bin=args.coordinator_bin,
-            coherence="strict").run(args.seed, args.ops)
+        records = driver.run(args.seed, args.ops)
     except Exception as e:  # a VM failure is a test failure, reported
         res.expect("%s: VM workload ran" % label, False, repr(e))
         return
     control(res, label, records, None)
+    if kills:
+        killed = [k for k in driver.kill_info if k["worker"] is not None]
+        res.expect("%s: every worker kill landed mid-workload" % label,
+                   len(killed) == len(kills),
+                   json.dumps(driver.kill_info))
+        reads_after = [r for r in records if r["who"] != "w" and
+                       killed and r["start"] > killed[-1]["at"]]
+        res.expect("%s: the reader kept observing after the last kill" % label,
+                   len(reads_after) > 0, "%d observations" % len(reads_after))
     longest, n = writer_waits(records)
     print("     writer ops %d, longest %.3f s" % (n, longest))
     if args.save:
@@ -287,6 +303,8 @@ def main():
     vc.add_argument("--agent-arg", action="append", default=[])
     vc.add_argument("--save", help="write the records here (JSON)")
     vc.add_argument("--ops", type=int, default=24)
+    vc.add_argument("--kill-workers-at", default="",
+                    help="K:I,... SIGKILL agent I's worker before writer op K")
     for p in (h, v, vc):
         p.add_argument("--seed", type=int, default=4)
     args = ap.parse_args()

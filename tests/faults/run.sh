@@ -3,7 +3,8 @@
 #   - the coordinator kill loop with --kills N (default 100), and 10 kills
 #     with stream faults armed,
 #   - the slow-subscriber, disk-full and corrupt-store scenarios,
-#   - every tests/faults/agent/*_fault_test.* script with --long,
+#   - every tests/faults/agent/*_fault_test.* script with --long, and the
+#     agent worker crash test with 20 kills,
 # each printing its own "N passed, N failed"; ends with the totals and exits
 # non-zero if anything failed. Needs root (tmpfs mounts, FUSE, netns).
 #
@@ -70,6 +71,8 @@ run "disk full" /usr/bin/python3 "$here/disk_full_test.py" \
   --coordinator-bin="$coord" --storm-bin="$storm"
 run "corrupt store" /usr/bin/python3 "$here/corrupt_store_test.py" \
   --coordinator-bin="$coord" --storm-bin="$storm"
+run "worker_crash_test.py --kills 20" /usr/bin/python3 "$here/agent/worker_crash_test.py" \
+  --kills 20 --seed "$seed"
 for script in "$here"/agent/*_fault_test.*; do
   [ -e "$script" ] || continue
   case "$script" in

@@ -53,9 +53,10 @@ DEPLOY = os.path.join(ROOT, "deploy")
 RATE_INTERVAL = "10s"
 CMP = re.compile(r"(==|!=|>=|<=|>|<)")
 # Every label a panel or alert series may carry: all bounded by
-# configuration (agents, volumes, guests, opcodes, RPC methods and codes).
+# configuration (agents, volumes, guests, opcodes, RPC methods and codes),
+# or fixed (reason: crash | replace).
 ALLOWED_LABELS = {"__name__", "instance", "job", "volume", "guest", "op", "method", "code",
-                  "stat", "le", "version"}
+                  "stat", "le", "version", "reason"}
 
 
 def free_port():
