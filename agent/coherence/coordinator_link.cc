@@ -313,35 +313,21 @@ void CoordinatorLink::LeaseLoop() {
       auto reply = Client()->RegisterAgent(options_.agent_id, options_.lease_ttl,
                                            options_.max_guest_lease_ms, volume_names);
       if (reply.ok()) {
-        absl::MutexLock lock(&mu_);
-        registered_ = true;
-        granted_ttl_ = absl::Milliseconds(reply->lease_ttl_ms());
-        lease_deadline_ = sent + absl::ToChronoMilliseconds(granted_ttl_);
-        epoch_ = reply->epoch();
-        ++registration_gen_;
-        metrics_.registrations.fetch_add(1, std::memory_order_relaxed);
         LOG_INFO("registered with coordinator")
             .Kv("agent", options_.agent_id)
             .Kv("ttl_ms", reply->lease_ttl_ms())
             .Kv("epoch", reply->epoch());
-        UpdateFencesLocked();
+        Registered(sent, reply->lease_ttl_ms(), reply->epoch());
         backoff = options_.min_backoff;
         continue;
       }
       if (absl::IsAlreadyExists(reply.status()) && options_.adopt_live_registration) {
         auto adopted = Client()->KeepAlive(options_.agent_id, absl::ZeroDuration());
         if (adopted.ok()) {
-          absl::MutexLock lock(&mu_);
-          registered_ = true;
-          granted_ttl_ = absl::Milliseconds(adopted->lease_ttl_ms());
-          lease_deadline_ = sent + absl::ToChronoMilliseconds(granted_ttl_);
-          epoch_ = adopted->epoch();
-          ++registration_gen_;
-          metrics_.registrations.fetch_add(1, std::memory_order_relaxed);
           LOG_WARN("took over the live registration of this agent's previous process")
               .Kv("agent", options_.agent_id)
               .Kv("epoch", adopted->epoch());
-          UpdateFencesLocked();
+          Registered(sent, adopted->lease_ttl_ms(), adopted->epoch());
           backoff = options_.min_backoff;
           continue;
         }
@@ -431,6 +417,17 @@ void CoordinatorLink::LeaseLoop() {
     if (!SleepUnlessStopping(wait)) return;
     grow();
   }
+}
+
+void CoordinatorLink::Registered(Clock::time_point sent, int64_t ttl_ms, uint64_t epoch) {
+  absl::MutexLock lock(&mu_);
+  registered_ = true;
+  granted_ttl_ = absl::Milliseconds(ttl_ms);
+  lease_deadline_ = sent + absl::ToChronoMilliseconds(granted_ttl_);
+  epoch_ = epoch;
+  ++registration_gen_;
+  metrics_.registrations.fetch_add(1, std::memory_order_relaxed);
+  UpdateFencesLocked();
 }
 
 void CoordinatorLink::LeaseLost(uint64_t gen, const absl::Status& why) {

@@ -231,6 +231,9 @@ class CoordinatorLink {
   // Recomputes every volume's fence and mirrors it into the tables.
   void PublishLeaseDeadlineLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateFencesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A registration (new, or taken over) granted `ttl_ms` from `sent`.
+  void Registered(Clock::time_point sent, int64_t ttl_ms, uint64_t epoch)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void SetSynced(VolumeState* vol, bool synced);
   // The coordinator said the lease is gone (NOT_FOUND / FAILED_PRECONDITION).
   void LeaseLost(uint64_t gen, const absl::Status& why);

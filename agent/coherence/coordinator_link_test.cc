@@ -343,6 +343,35 @@ TEST_F(LinkTest, ResyncsFromSnapshotAfterCompaction) {
   EXPECT_FALSE(table_b->ReadHeader().fenced);
 }
 
+// A process that replaces a dead one of the same agent (restarted by the
+// agent's supervisor) takes the still-live registration over instead of
+// waiting out its lease fenced; without that option it waits.
+TEST_F(LinkTest, TakesOverALiveRegistrationOnlyWhenAskedTo) {
+  StartCoordinator({});
+  const absl::Duration ttl = absl::Seconds(8);
+  // The dead process's registration (it never unregistered).
+  ASSERT_TRUE(admin_->RegisterAgent("host-r", ttl, 1000, {"vol"}).ok());
+  {
+    auto table = NewTable("vol");
+    CoordinatorLink waits(Options(coordinator_->target(), "host-r", ttl, "vol", table.get()));
+    ASSERT_TRUE(waits.Start().ok());
+    EXPECT_FALSE(waits.WaitUnfenced(absl::Seconds(2)));  // the lease is still live
+    EXPECT_TRUE(table->ReadHeader().fenced);
+    // Its Stop does not unregister (it never registered): the lease stays.
+  }
+  auto table = NewTable("vol");
+  CoordinatorLinkOptions o = Options(coordinator_->target(), "host-r", ttl, "vol", table.get());
+  o.adopt_live_registration = true;
+  CoordinatorLink takes_over(std::move(o));
+  const absl::Time started = absl::Now();
+  ASSERT_TRUE(takes_over.Start().ok());
+  ASSERT_TRUE(takes_over.WaitUnfenced(absl::Seconds(5)));
+  EXPECT_LT(absl::Now() - started, absl::Seconds(5));  // well before the 8 s lease
+  auto slots = takes_over.Resolve("vol", Keys("r", 2));
+  ASSERT_TRUE(slots.ok()) << slots.status();
+  ASSERT_TRUE(takes_over.Bump("vol", {(*slots)[0].slot()}).ok());
+}
+
 TEST_F(LinkTest, ExactErrorCodes) {
   StartCoordinator({});
   auto table = NewTable("vol");

@@ -3,6 +3,7 @@
 // end. The fake device copies each chain's readable bytes, each plus one,
 // after a one-byte queue tag, into its writable buffers, so every test
 // checks exact data through the scatter-gather path.
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -15,11 +16,13 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "agent/vhost_user/listener.h"
 #include "agent/vhost_user/protocol.h"
+#include "agent/vhost_user/session_keeper.h"
 #include "agent/vhost_user/testing/frontend.h"
 #include "gtest/gtest.h"
 
@@ -83,6 +86,64 @@ std::string Expected(uint32_t queue, const std::string& in) {
   return out;
 }
 
+// What the agent's supervisor does for the back end (agent/supervisor),
+// in memory: entries with duplicated fds. Freeze() makes it ignore removals
+// from then on, as a crash would: the dying back end never gets to drop
+// what it kept, and the next one finds it.
+class MemoryKeeper : public SessionKeeper {
+ public:
+  absl::Status Put(absl::string_view name, absl::string_view blob, int fd) override {
+    absl::MutexLock lock(&mu_);
+    KeptEntry& e = entries_[std::string(name)];
+    e.blob = std::string(blob);
+    e.fd.Reset(fd >= 0 ? ::fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1);
+    return absl::OkStatus();
+  }
+  absl::Status Remove(absl::string_view name) override {
+    absl::MutexLock lock(&mu_);
+    if (frozen_) return absl::OkStatus();
+    const std::string prefix = absl::StrCat(name, "/");
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (it->first == name || absl::StartsWith(it->first, prefix)) {
+        it = entries_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return absl::OkStatus();
+  }
+  std::optional<KeptEntry> Take(absl::string_view name) override {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(std::string(name));
+    if (it == entries_.end()) return std::nullopt;
+    return KeptEntry{it->second.blob,
+                     UniqueFd(it->second.fd.valid()
+                                  ? ::fcntl(it->second.fd.get(), F_DUPFD_CLOEXEC, 0)
+                                  : -1)};
+  }
+  void Freeze() {
+    absl::MutexLock lock(&mu_);
+    frozen_ = true;
+  }
+  void Thaw() {
+    absl::MutexLock lock(&mu_);
+    frozen_ = false;
+  }
+  bool Has(const std::string& name) {
+    absl::MutexLock lock(&mu_);
+    return entries_.count(name) > 0;
+  }
+  void Set(const std::string& name, std::string blob) {
+    absl::MutexLock lock(&mu_);
+    entries_[name].blob = std::move(blob);
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, KeptEntry> entries_ ABSL_GUARDED_BY(mu_);
+  bool frozen_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 class BackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -100,10 +161,14 @@ class BackendTest : public ::testing::Test {
   }
 
   void StartListener(uint32_t queues = 4, uint32_t workers = 0,
-                     absl::Duration delay = absl::ZeroDuration()) {
-    auto l = Listener::Start(path_, [this, queues, workers, delay] {
-      return std::make_unique<EchoDevice>(&stats_, queues, workers, delay);
-    });
+                     absl::Duration delay = absl::ZeroDuration(),
+                     SessionKeeper* keeper = nullptr) {
+    auto l = Listener::Start(
+        path_,
+        [this, queues, workers, delay] {
+          return std::make_unique<EchoDevice>(&stats_, queues, workers, delay);
+        },
+        keeper);
     ASSERT_TRUE(l.ok()) << l.status();
     listener_ = std::move(*l);
   }
@@ -416,6 +481,68 @@ TEST_F(BackendTest, AdoptsSessionResumedAfterBackEndRestart) {
   RoundTrip(*fe, 1, "other-ring");
   EXPECT_EQ(listener_->metrics().Snapshot().adopted, 1u);
   EXPECT_EQ(listener_->metrics().Snapshot().bad_messages, 0u);
+}
+
+// A back end that "dies" (its keeper stops dropping entries, as after a
+// crash) is followed by one that resumes the kept session on the kept
+// socket: the front end sends nothing, its rings go on where they were,
+// and a chain posted while no back end ran is served.
+TEST_F(BackendTest, ResumesTheKeptSessionWithoutAHandshake) {
+  MemoryKeeper keeper;
+  StartListener(4, 0, absl::ZeroDuration(), &keeper);
+  auto fe = ConnectAndNegotiate();
+  ASSERT_NE(fe, nullptr);
+  RoundTrip(*fe, 0, "before");
+  RoundTrip(*fe, 1, "before-1");
+  EXPECT_TRUE(keeper.Has("conn"));
+  EXPECT_TRUE(keeper.Has("session"));
+  EXPECT_TRUE(keeper.Has("q/0/inflight"));
+  keeper.Freeze();
+  listener_.reset();  // the back end is gone; the keeper holds the socket
+  std::vector<uint64_t> gpas;
+  const uint16_t head = PostEcho(*fe, 0, "while-down", {10}, {3, 10}, false, &gpas);
+  fe->Kick(0);
+  keeper.Thaw();
+  StartListener(4, 0, absl::ZeroDuration(), &keeper);
+  auto used = fe->WaitUsed(0);
+  ASSERT_TRUE(used.ok()) << used.status();
+  EXPECT_EQ(used->id, head);
+  ASSERT_EQ(used->len, 11u);
+  EXPECT_EQ(Gather(*fe, gpas, {3, 10}, used->len), Expected(0, "while-down"));
+  RoundTrip(*fe, 0, "after");
+  RoundTrip(*fe, 1, "after-1");
+  EXPECT_EQ(listener_->metrics().Snapshot().adopted, 1u);
+  EXPECT_EQ(listener_->metrics().Snapshot().bad_messages, 0u);
+  // Messages still work on the resumed session, and the vring base is
+  // where the rings are.
+  auto base = fe->GetVringBase(0);
+  ASSERT_TRUE(base.ok()) << base.status();
+  EXPECT_EQ(*base, 3u);
+}
+
+// Kept state that does not fit together is refused: the kept connection is
+// closed (the front end sees a disconnect, as without keeping) and the
+// back end serves the next front end normally.
+TEST_F(BackendTest, RefusesAKeptSessionThatDoesNotFit) {
+  for (const std::string& bad :
+       {std::string(), std::string("garbage"), std::string(64, '\xff')}) {
+    MemoryKeeper keeper;
+    StartListener(4, 0, absl::ZeroDuration(), &keeper);
+    auto fe = ConnectAndNegotiate();
+    ASSERT_NE(fe, nullptr);
+    RoundTrip(*fe, 0, "before");
+    keeper.Freeze();
+    listener_.reset();
+    keeper.Set("session", bad);
+    keeper.Thaw();
+    StartListener(4, 0, absl::ZeroDuration(), &keeper);
+    EXPECT_TRUE(fe->WaitClosed()) << bad.size();
+    EXPECT_FALSE(keeper.Has("conn"));
+    auto fresh = ConnectAndNegotiate();
+    ASSERT_NE(fresh, nullptr);
+    RoundTrip(*fresh, 0, "fresh");
+    listener_.reset();
+  }
 }
 
 // A normal handshake is not an adoption.
