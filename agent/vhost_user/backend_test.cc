@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "agent/vhost_user/listener.h"
+#include "common/failpoint.h"
 #include "agent/vhost_user/protocol.h"
 #include "agent/vhost_user/session_keeper.h"
 #include "agent/vhost_user/testing/frontend.h"
@@ -274,6 +275,7 @@ class BackendTest : public ::testing::Test {
   std::string dir_;
   std::string path_;
   DeviceStats stats_;
+  MemoryKeeper keeper_;  // declared before the listener, which borrows it
   std::unique_ptr<Listener> listener_;
 };
 
@@ -488,7 +490,7 @@ TEST_F(BackendTest, AdoptsSessionResumedAfterBackEndRestart) {
 // socket: the front end sends nothing, its rings go on where they were,
 // and a chain posted while no back end ran is served.
 TEST_F(BackendTest, ResumesTheKeptSessionWithoutAHandshake) {
-  MemoryKeeper keeper;
+  MemoryKeeper& keeper = keeper_;
   StartListener(4, 0, absl::ZeroDuration(), &keeper);
   auto fe = ConnectAndNegotiate();
   ASSERT_NE(fe, nullptr);
@@ -511,6 +513,11 @@ TEST_F(BackendTest, ResumesTheKeptSessionWithoutAHandshake) {
   EXPECT_EQ(Gather(*fe, gpas, {3, 10}, used->len), Expected(0, "while-down"));
   RoundTrip(*fe, 0, "after");
   RoundTrip(*fe, 1, "after-1");
+  // Counted once Resume returns, which may be just after the rings run.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (listener_->metrics().Snapshot().adopted == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   EXPECT_EQ(listener_->metrics().Snapshot().adopted, 1u);
   EXPECT_EQ(listener_->metrics().Snapshot().bad_messages, 0u);
   // Messages still work on the resumed session, and the vring base is
@@ -518,6 +525,45 @@ TEST_F(BackendTest, ResumesTheKeptSessionWithoutAHandshake) {
   auto base = fe->GetVringBase(0);
   ASSERT_TRUE(base.ok()) << base.status();
   EXPECT_EQ(*base, 3u);
+  listener_.reset();  // before the keeper it borrows
+}
+
+// A back end that dies after handling a message but before answering it
+// leaves the message on the socket (it is only peeked until answered): the
+// next back end resumes the session and answers it, so the front end, which
+// waits for that answer (QEMU blocks its main loop on it), goes on.
+TEST_F(BackendTest, AMessageLeftUnansweredByADeadBackEndIsAnsweredByTheNext) {
+  MemoryKeeper& keeper = keeper_;
+  StartListener(4, 0, absl::ZeroDuration(), &keeper);
+  auto fe = ConnectAndNegotiate();
+  ASSERT_NE(fe, nullptr);
+  RoundTrip(*fe, 0, "before");
+  keeper.Freeze();
+  ASSERT_TRUE(SetFailpoints("vhost.message.before_reply=1*error").ok());
+  absl::StatusOr<uint64_t> ack = absl::UnknownError("not sent");
+  std::thread sender([&] {
+    ack = fe->SendWithAck(RequestType::kSetVringEnable, Frontend::State(1, 1));
+  });
+  // The back end "dies" at the failpoint: its session ends unanswered.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (listener_->Session().connected && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_FALSE(listener_->Session().connected);
+  listener_.reset();
+  ASSERT_TRUE(SetFailpoints("").ok());
+  keeper.Thaw();
+  StartListener(4, 0, absl::ZeroDuration(), &keeper);
+  sender.join();
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  EXPECT_EQ(*ack, 0u);
+  RoundTrip(*fe, 0, "after");
+  RoundTrip(*fe, 1, "ring-1-enabled");
+  // Nothing else is pending on the socket: the next request's answer is
+  // its own.
+  auto features = fe->GetU64(RequestType::kGetFeatures);
+  ASSERT_TRUE(features.ok()) << features.status();
+  listener_.reset();  // before the keeper it borrows
 }
 
 // Kept state that does not fit together is refused: the kept connection is

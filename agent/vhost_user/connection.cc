@@ -11,12 +11,16 @@
 #include <cstring>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 
 namespace coherefs::agent::vhost_user {
+
+COHEREFS_FAILPOINT_DEFINE(kBeforeReply, "vhost.message.before_reply");
 
 Connection::Connection(UniqueFd socket, DeviceFactory factory,
                        DeviceMetrics* metrics, int stop_fd,
@@ -138,7 +142,8 @@ absl::Status Connection::Serve() {
     pollfd fds[3] = {{socket_.get(), POLLIN, 0},
                      {stop_fd_, POLLIN, 0},
                      {close_fd_.get(), POLLIN, 0}};
-    int n = ::poll(fds, 3, -1);
+    // A pending message (Resume) is there already: only look, do not wait.
+    int n = ::poll(fds, 3, pending_.has_value() ? 0 : -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       result = LastErrnoStatus("poll vhost-user socket");
@@ -152,7 +157,18 @@ absl::Status Connection::Serve() {
       result = absl::AbortedError("session closed by the agent (guest evicted)");
       break;
     }
-    absl::StatusOr<Message> msg = ReadMessage(socket_.get(), stop_fd_);
+    // A message the previous process read but did not answer comes first
+    // (Resume); every other one is kept as pending until answered, so a
+    // process that dies meanwhile leaves it to its successor.
+    absl::StatusOr<Message> msg = absl::UnknownError("unread");
+    bool kept_pending = false;
+    if (pending_.has_value()) {
+      msg = std::move(*pending_);
+      pending_.reset();
+      kept_pending = true;
+    } else {
+      msg = ReadMessage(socket_.get(), stop_fd_);
+    }
     if (!msg.ok()) {
       if (absl::IsCancelled(msg.status())) {
         result = msg.status();
@@ -165,13 +181,15 @@ absl::Status Connection::Serve() {
       }
       break;
     }
+    if (!kept_pending) KeepPending(*msg);
     const uint32_t code = msg->header.request;
+    const size_t msg_fds = msg->fds.size();
     const bool need_reply = (msg->header.flags & kFlagNeedReply) != 0;
     bool replied = false;
     absl::Status status;
     absl::StatusOr<Request> req = DecodeRequest(std::move(*msg));
     if (req.ok()) {
-      LOG_DEBUG("vhost-user request").Kv("request", RequestName(code));
+      LOG_DEBUG("vhost-user request").Kv("request", RequestName(code)).Kv("fds", msg_fds);
       MaybeAdoptSession(req->type);
       status = Handle(*req, &replied);
       if (status.ok() && !IsQuery(code)) Persist();
@@ -186,8 +204,13 @@ absl::Status Connection::Serve() {
             .Kv("error", status);
       }
     }
-    if (replied) continue;
-    if (need_reply && !HasOwnReply(code)) {
+    if (absl::Status fp = kBeforeReply.Eval(); !fp.ok()) {
+      // A test's stand-in for dying here (production arms it with panic):
+      // no reply; the message stays kept as pending.
+      result = absl::AbortedError("failpoint vhost.message.before_reply");
+      break;
+    }
+    if (!replied && need_reply && !HasOwnReply(code)) {
       // REPLY_ACK: 0 is success, anything else failure.
       absl::Status w = WriteReplyU64(socket_.get(),
                                      static_cast<RequestType>(code),
@@ -196,12 +219,13 @@ absl::Status Connection::Serve() {
         result = w;
         break;
       }
-      continue;
+      replied = true;
     }
-    if (!status.ok()) {
+    if (!replied && !status.ok()) {
       result = status;
       break;
     }
+    DropPending();
   }
   ResetSession();
   return result;
@@ -664,6 +688,53 @@ void Connection::Persist() {
   }
 }
 
+void Connection::KeepPending(const Message& msg) {
+  if (keeper_ == nullptr) return;
+  // The fds first, then the bytes: an entry "pending" means all of it is
+  // there.
+  absl::Status s = absl::OkStatus();
+  for (size_t i = 0; i < msg.fds.size() && s.ok(); ++i) {
+    s = keeper_->Put(absl::StrCat("pending/fd/", i), "", msg.fds[i].get());
+  }
+  if (s.ok()) {
+    std::string bytes(reinterpret_cast<const char*>(&msg.header), sizeof(msg.header));
+    bytes += msg.payload;
+    s = keeper_->Put("pending", absl::StrCat(msg.fds.size(), ":", bytes));
+  }
+  if (!s.ok() && log_limiter_.Allow()) {
+    LOG_WARN("cannot keep the vhost-user message being handled").Kv("error", s);
+  }
+}
+
+void Connection::DropPending() {
+  if (keeper_ != nullptr) (void)keeper_->Remove("pending");
+}
+
+void Connection::TakePending() {
+  std::optional<KeptEntry> kept = keeper_->Take("pending");
+  if (!kept.has_value()) return;
+  absl::string_view blob = kept->blob;
+  const size_t colon = blob.find(':');
+  size_t nfds = 0;
+  Message msg;
+  if (colon == absl::string_view::npos || !absl::SimpleAtoi(blob.substr(0, colon), &nfds) ||
+      nfds > kMaxFds || blob.size() - colon - 1 < sizeof(Header)) {
+    LOG_WARN("kept pending vhost-user message unreadable; dropped");
+    DropPending();
+    return;
+  }
+  blob.remove_prefix(colon + 1);
+  std::memcpy(&msg.header, blob.data(), sizeof(Header));
+  msg.payload = std::string(blob.substr(sizeof(Header)));
+  for (size_t i = 0; i < nfds; ++i) {
+    std::optional<KeptEntry> fd = keeper_->Take(absl::StrCat("pending/fd/", i));
+    msg.fds.push_back(fd.has_value() ? std::move(fd->fd) : UniqueFd());
+  }
+  LOG_WARN("answering the vhost-user message the previous agent process left unanswered")
+      .Kv("request", RequestName(msg.header.request));
+  pending_ = std::move(msg);
+}
+
 absl::Status Connection::Resume() {
   if (keeper_ == nullptr) return absl::NotFoundError("no keeper");
   std::optional<KeptEntry> kept = keeper_->Take("session");
@@ -673,6 +744,7 @@ absl::Status Connection::Resume() {
     ResetSession();
     return s;
   }
+  TakePending();
   session_started_ = true;
   metrics_->AddAdoptedSession();
   return absl::OkStatus();

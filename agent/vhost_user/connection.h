@@ -33,9 +33,10 @@
 // started after a crash calls Resume() on the kept socket instead of
 // waiting for a handshake: memory is mapped again, every ring that ran
 // continues where the in-flight log says (chains the dead process had taken
-// are served again), and the front end never learns of the restart. A
-// message the dead process had read but not answered is lost; QEMU sends
-// them only while a guest (re)starts its device.
+// are served again), and the front end never learns of the restart. Each
+// message is kept too until it is answered: one the dead process had read
+// but not answered is handled (again) and answered first. Only a death
+// between sending an answer and dropping the kept message answers twice.
 //
 // Thread-safety: Serve runs on one thread; the queue threads it starts only
 // touch their QueueRunner. Serve returns after tearing everything down.
@@ -47,6 +48,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -141,6 +143,11 @@ class Connection {
   // snapshot; KeepFd keeps (fd >= 0) or drops (fd < 0) one fd entry.
   void Persist();
   void KeepFd(const std::string& name, int fd);
+  // The message being handled is kept ("pending") until it is answered;
+  // Resume takes a kept one up, to be handled first.
+  void KeepPending(const Message& msg);
+  void DropPending();
+  void TakePending();
   std::string Snapshot() const;
   absl::Status Restore(const std::string& snapshot);
 
@@ -161,6 +168,7 @@ class Connection {
   std::unique_ptr<GuestMemory> memory_;
   std::vector<MemoryRegion> regions_;  // memory_'s table, for the snapshot
   uint32_t mem_generation_ = 0;        // names the kept memory fds
+  std::optional<Message> pending_;     // left unanswered by a dead process
   // Changed only on the Serve thread, which reads it without the lock;
   // each change (a QueueState replaced, its num/enabled/runner set) is made
   // under info_mu_ so that Queues() can read from other threads.

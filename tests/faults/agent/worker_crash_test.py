@@ -26,6 +26,12 @@ then, after the last kill:
     kill may be served twice: a repeated line is counted and reported, a
     gap or a torn line fails);
   - SIGTERM to the supervisor stops it and its worker (exit 0).
+First, in a guest of its own: the worker dies in the middle of QEMU's
+vhost-user handshake, again and again (failpoint
+vhost.message.before_reply=12*off->panic: each worker aborts after
+handling its 13th message, before answering it) -- each successor answers
+the message its predecessor left and goes on, and the guest boots and uses
+its share as if nothing happened.
 Prints `N passed, N failed`.
 """
 
@@ -78,6 +84,35 @@ def guest_lines(g):
     return int(out.strip()) if rc == 0 and out.strip().isdigit() else -1
 
 
+def handshake_crashes(res, args):
+    """Workers that die mid-handshake (see the module docstring)."""
+    os.environ["COHEREFS_FAILPOINTS"] = "vhost.message.before_reply=12*off->panic"
+    backend = vmlib.CoherefsBackend(args.agent_bin, cache="auto",
+                                    log_level="info",
+                                    extra_args=args.agent_arg)
+    try:
+        with vmlib.Cluster(backend, 1) as c:
+            del os.environ["COHEREFS_FAILPOINTS"]
+            g = c.guests[0]
+            log = os.path.join(c.workdir, "agent0.log")
+            rc, out = g.run("echo booted > /mnt/hs && cat /mnt/hs", timeout=60)
+            res.check(rc == 0 and out.strip() == "booted",
+                      "handshake crashes: the guest booted and uses its share",
+                      out.strip()[:200])
+            died = count_in(log, b'msg="worker died"')
+            answered = count_in(log, b"left unanswered")
+            res.check(died >= 2 and answered >= 2,
+                      "handshake crashes: workers died mid-handshake and each "
+                      "successor answered the message left unanswered",
+                      "%d deaths, %d answered" % (died, answered))
+            print("     handshake: %d worker deaths, %d messages answered by "
+                  "a successor" % (died, answered))
+    except (vmlib.VmError, TimeoutError, OSError) as e:
+        res.check(False, "handshake crashes: the guest booted", repr(e))
+    finally:
+        os.environ.pop("COHEREFS_FAILPOINTS", None)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     faultlib.add_binary_args(ap)
@@ -92,6 +127,7 @@ def main():
     vmlib.install_signal_handlers()
     vmlib.ensure_kernel()
     res = faultlib.Results()
+    handshake_crashes(res, args)
     survived = 0
     restart_s, resume_s = [], []
     backend = vmlib.CoherefsBackend(args.agent_bin, cache="auto",
