@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -87,15 +89,31 @@ bool ValidKey(const std::string& s) {
   return !s.empty() && s.size() <= kMaxKeyBytes;
 }
 
+// Every slot and seq of a volume is below this: volumes belong to one
+// input (their names carry its prefix), which allocates at most kMaxBatch
+// slots and bumps at most kMaxBatch of them per op. A reply beyond it is
+// wrong; below it, the model indexes vectors by slot and seq (flat vectors:
+// under ASan a node per slot made 4096-slot batches cost ~100 ms).
+constexpr uint64_t kModelLimit = uint64_t{kMaxCoordinatorOps} * kMaxBatch;
+
+// Highest version acknowledged per slot; 0: none yet.
+using Floors = std::vector<uint64_t>;
+uint64_t FloorOf(const Floors& floors, uint32_t slot) {
+  return slot < floors.size() ? floors[slot] : 0;
+}
+
 // What the harness has learnt from replies. Everything in it was
 // acknowledged by the core, so later replies must agree with it.
 struct VolumeModel {
   uint32_t capacity = 0;  // 0: no CreateVolume reply seen yet
-  std::map<std::string, uint32_t> slot_of;
-  std::map<uint32_t, std::string> key_of;
-  std::map<uint32_t, uint64_t> floor;  // slot -> highest version seen
-  std::map<uint64_t, LogEntry> log;    // seq -> entry, every seq seen
-  std::map<uint32_t, std::map<uint64_t, uint64_t>> by_slot;  // seq -> version
+  absl::flat_hash_map<std::string, uint32_t> slot_of;
+  std::vector<bool> slot_taken;  // by slot: a key was resolved to it
+  uint32_t slot_end = 0;         // 1 + the highest slot taken
+  Floors floor;
+  std::vector<LogEntry> log;  // by seq; seq 0: not seen
+  uint64_t last_seq = 0;      // highest seq seen
+  // By slot: (seq, version) of every log entry seen, by seq.
+  std::vector<absl::InlinedVector<std::pair<uint64_t, uint64_t>, 1>> by_slot;
   uint64_t committed_floor = 0;
   uint64_t retained_floor = 1;
 };
@@ -120,14 +138,17 @@ struct Snap {
   uint32_t known_slots = 0;
   uint64_t committed = 0;
   uint64_t last_seq = 0;
-  std::map<uint32_t, uint64_t> floor;
+  Floors floor;  // only when asked for (a copy of every slot's)
 };
 
 // A store and a core that serve many inputs, each in its own namespace of
 // volume and agent names: starting a core per input (two threads) cost
 // more than the input itself under ASan. One world per store kind and
-// core options; replaced after kWorldInputs inputs to bound its memory,
-// and after a broken invariant.
+// core options; replaced after a broken invariant, and once it holds
+// kWorldVolumes volumes or kWorldSlots slots (or served kWorldInputs
+// inputs): a restart reloads every volume and the committer scans them all
+// after each commit, so big worlds made every input slow (worlds of 2048
+// inputs ran ~20 executions per second).
 struct World {
   FuzzStoreKind kind = FuzzStoreKind::kMemory;
   CoreOptions options;
@@ -135,6 +156,8 @@ struct World {
   std::unique_ptr<Store> store;
   std::unique_ptr<CoherenceCore> core;
   int inputs = 0;
+  uint64_t volumes = 0;  // created by its inputs
+  uint64_t slots = 0;    // allocated by its inputs
 
   // Opens the store if it is closed and starts a core on it.
   absl::Status Start() {
@@ -163,6 +186,8 @@ struct World {
 };
 
 constexpr int kWorldInputs = 2048;
+constexpr uint64_t kWorldVolumes = 32;
+constexpr uint64_t kWorldSlots = 4096;
 
 // Worlds by (store kind, config byte); see DecodeConfig.
 std::map<std::pair<int, uint8_t>, std::unique_ptr<World>>& Worlds() {
@@ -198,6 +223,8 @@ class Harness {
   // broke, the world must be dropped (its core may still hold callbacks
   // into this harness until it is destroyed).
   std::string Run(Reader& in);
+  // Volumes this input created and the slots allocated in them.
+  void Footprint(uint64_t* volumes, uint64_t* slots);
 
  private:
   CoherenceCore* core() { return world_->core.get(); }
@@ -221,7 +248,12 @@ class Harness {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddLog(const std::string& volume, const LogEntry& e)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Snap SnapOf(const std::string& volume) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Raises the floor of a slot a reply showed at `version`; false (and
+  // failed) for a slot no input can have.
+  bool RaiseFloor(VolumeModel& vm, uint32_t slot, uint64_t version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Snap SnapOf(const std::string& volume, bool with_floor = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool KnownVolume(const std::string& volume)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto it = volumes_.find(volume);
@@ -283,10 +315,24 @@ class Harness {
   int strict_outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // strict bumps
   int resolves_outstanding_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t lease_bound_ms_ ABSL_GUARDED_BY(mu_) = 0;  // for lease_wait
+  // The latest lease deadline granted to an agent of this input: one that
+  // does not ack counts until then plus its guest lease (the proto's
+  // lease_wait_ms rule), so lease_wait may reach a 10-minute lease TTL.
+  absl::Time deadline_bound_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 
   std::vector<SubscriptionModel> subs_;  // harness thread only
   int restarts_ = 0;
+  int big_batches_ = 0;  // Count() above 8
 };
+
+void Harness::Footprint(uint64_t* volumes, uint64_t* slots) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [name, vm] : volumes_) {
+    if (vm.capacity == 0) continue;
+    *volumes += 1;
+    *slots += vm.slot_of.size();
+  }
+}
 
 bool Harness::CheckCode(const char* op, const absl::Status& s, bool invalid,
                         std::initializer_list<Code> allowed) {
@@ -308,23 +354,31 @@ bool Harness::CheckCode(const char* op, const absl::Status& s, bool invalid,
 
 void Harness::AddLog(const std::string& volume, const LogEntry& e) {
   VolumeModel& vm = volumes_[volume];
-  if (e.seq == 0 || EpochOf(e.version) > epoch_ ||
-      (e.version & kCounterMask) == 0) {
+  if (e.seq == 0 || e.seq >= kModelLimit || e.slot >= kModelLimit ||
+      EpochOf(e.version) > epoch_ || (e.version & kCounterMask) == 0) {
     Fail(absl::StrCat("bad log entry seq=", e.seq, " slot=", e.slot,
                       " version=", e.version, " (epoch ", epoch_, ")"));
     return;
   }
-  auto [it, inserted] = vm.log.emplace(e.seq, e);
-  if (!inserted) {
-    if (!(it->second == e)) {
-      Fail(absl::StrCat(volume, ": seq ", e.seq, " seen as slot ",
-                        it->second.slot, " v", it->second.version,
-                        " and as slot ", e.slot, " v", e.version));
+  if (vm.log.size() <= e.seq) vm.log.resize(e.seq + 1);
+  LogEntry& seen = vm.log[e.seq];
+  if (seen.seq != 0) {
+    if (!(seen == e)) {
+      Fail(absl::StrCat(volume, ": seq ", e.seq, " seen as slot ", seen.slot,
+                        " v", seen.version, " and as slot ", e.slot, " v",
+                        e.version));
     }
     return;
   }
+  seen = e;
+  vm.last_seq = std::max(vm.last_seq, e.seq);
+  if (vm.by_slot.size() <= e.slot) vm.by_slot.resize(e.slot + 1);
   auto& per_slot = vm.by_slot[e.slot];
-  auto next = per_slot.upper_bound(e.seq);
+  auto next = std::upper_bound(
+      per_slot.begin(), per_slot.end(), e.seq,
+      [](uint64_t seq, const std::pair<uint64_t, uint64_t>& p) {
+        return seq < p.first;
+      });
   if (next != per_slot.end() && next->second <= e.version) {
     Fail(absl::StrCat(volume, ": slot ", e.slot, " v", e.version, " at seq ",
                       e.seq, " but v", next->second, " at later seq ",
@@ -335,21 +389,30 @@ void Harness::AddLog(const std::string& volume, const LogEntry& e) {
                       e.seq, " but v", std::prev(next)->second,
                       " at earlier seq ", std::prev(next)->first));
   }
-  per_slot.emplace(e.seq, e.version);
-  uint64_t& f = vm.floor[e.slot];
-  f = std::max(f, e.version);
+  per_slot.insert(next, {e.seq, e.version});
+  RaiseFloor(vm, e.slot, e.version);
   vm.committed_floor = std::max(vm.committed_floor, e.seq);
 }
 
-Snap Harness::SnapOf(const std::string& volume) {
+bool Harness::RaiseFloor(VolumeModel& vm, uint32_t slot, uint64_t version) {
+  if (slot >= kModelLimit) {
+    Fail(absl::StrCat("slot ", slot, " in a reply: no input allocates that"));
+    return false;
+  }
+  if (vm.floor.size() <= slot) vm.floor.resize(slot + 1);
+  vm.floor[slot] = std::max(vm.floor[slot], version);
+  return true;
+}
+
+Snap Harness::SnapOf(const std::string& volume, bool with_floor) {
   Snap s;
   auto it = volumes_.find(volume);
   if (it == volumes_.end()) return s;
   s.exists = it->second.capacity != 0;
-  s.known_slots = it->second.key_of.size();
+  s.known_slots = it->second.slot_of.size();
   s.committed = it->second.committed_floor;
-  s.last_seq = it->second.log.empty() ? 0 : it->second.log.rbegin()->first;
-  s.floor = it->second.floor;
+  s.last_seq = it->second.last_seq;
+  if (with_floor) s.floor = it->second.floor;
   return s;
 }
 
@@ -401,6 +464,10 @@ size_t Harness::Count(Reader& in) {
   uint8_t b = in.U8();
   if (b < 250) return 1 + b % 8;
   if (b < 253) return 0;
+  // A kMaxBatch batch costs ~30 ms under ASan (a hundred small inputs),
+  // and mutants of corpus inputs that have one often have several: one per
+  // input, as with restarts; later ones read as small batches.
+  if (big_batches_++ > 0) return 1 + b % 8;
   if (b == 253) return kMaxBatch;
   return kMaxBatch + 1;
 }
@@ -448,6 +515,7 @@ void Harness::DoRegister(Reader& in) {
   }
   agents_.insert(agent);
   lease_bound_ms_ = std::max<uint64_t>(lease_bound_ms_, guest_ms);
+  deadline_bound_ = std::max(deadline_bound_, absl::Now() + r->lease_ttl);
 }
 
 void Harness::DoKeepAlive(Reader& in) {
@@ -469,6 +537,9 @@ void Harness::DoKeepAlive(Reader& in) {
                       " for an agent that is not registered"));
   }
   if (r.ok() && r->epoch != epoch_) Fail("KeepAlive: wrong epoch");
+  if (r.ok()) {
+    deadline_bound_ = std::max(deadline_bound_, absl::Now() + r->lease_ttl);
+  }
 }
 
 void Harness::DoUnregister(Reader& in) {
@@ -556,7 +627,7 @@ void Harness::DoResolve(Reader& in, bool async) {
   uint64_t need = 0;
   {
     absl::MutexLock lock(&mu_);
-    at_issue = SnapOf(volume);
+    at_issue = SnapOf(volume, /*with_floor=*/true);
     quiet = resolves_outstanding_ == 0;
     std::set<std::string> fresh;
     const VolumeModel& vm = volumes_[volume];
@@ -599,6 +670,7 @@ void Harness::DoResolve(Reader& in, bool async) {
     vm.committed_floor = std::max(vm.committed_floor, r->committed_seq);
     for (size_t i = 0; i < keys.size(); ++i) {
       const SlotVersion& sv = r->slots[i];
+      if (!RaiseFloor(vm, sv.slot, sv.version)) return;
       auto known = vm.slot_of.find(keys[i]);
       if (known != vm.slot_of.end()) {
         if (known->second != sv.slot) {
@@ -606,31 +678,32 @@ void Harness::DoResolve(Reader& in, bool async) {
                             " to ", sv.slot));
         }
       } else {
-        auto taken = vm.key_of.find(sv.slot);
-        if (taken != vm.key_of.end()) {
+        if (vm.slot_taken.size() <= sv.slot) {
+          vm.slot_taken.resize(sv.slot + 1);
+        }
+        if (vm.slot_taken[sv.slot]) {
           Fail(absl::StrCat("Resolve: slot ", sv.slot,
                             " given to two keys"));
         }
+        vm.slot_taken[sv.slot] = true;
+        vm.slot_end = std::max(vm.slot_end, sv.slot + 1);
         vm.slot_of.emplace(keys[i], sv.slot);
-        vm.key_of.emplace(sv.slot, keys[i]);
       }
       if (vm.capacity != 0 && sv.slot >= vm.capacity) {
         Fail(absl::StrCat("Resolve: slot ", sv.slot, " >= capacity ",
                           vm.capacity));
       }
-      auto f = at_issue.floor.find(sv.slot);
-      if (f != at_issue.floor.end() && sv.version < f->second) {
+      const uint64_t floor = FloorOf(at_issue.floor, sv.slot);
+      if (sv.version < floor) {
         Fail(absl::StrCat("Resolve: slot ", sv.slot, " version ", sv.version,
-                          " older than acknowledged ", f->second));
+                          " older than acknowledged ", floor));
       }
       if (EpochOf(sv.version) > epoch_ || EpochOf(sv.version) == 0) {
         Fail(absl::StrCat("Resolve: version ", sv.version, " epoch"));
       }
-      uint64_t& floor = vm.floor[sv.slot];
-      floor = std::max(floor, sv.version);
     }
   };
-  core()->Resolve(volume, std::move(keys), check);
+  core()->Resolve(volume, std::move(keys), std::move(check));
   if (!async) WaitFor(done);
 }
 
@@ -657,12 +730,22 @@ void Harness::DoBump(Reader& in, uint8_t flags, bool async) {
   bool surely_allocated = true;
   for (uint32_t s : slots) surely_allocated &= s < at_issue.known_slots;
   uint64_t epoch;
+  // Versions acknowledged before the request is issued, per bumped slot.
+  std::vector<uint64_t> floors(n);
   auto done = std::make_shared<bool>(false);
   {
     absl::MutexLock lock(&mu_);
     epoch = epoch_;
+    auto it = volumes_.find(volume);
+    if (it != volumes_.end()) {
+      for (size_t i = 0; i < n; ++i) {
+        floors[i] = FloorOf(it->second.floor, slots[i]);
+      }
+    }
     ++(strict ? strict_outstanding_ : outstanding_);
   }
+  // Published no earlier than this.
+  const absl::Time issued = absl::Now();
   auto check = [=](absl::StatusOr<BumpResult> r) {
     Trace(absl::StrCat("Bump ", volume, " n=", n, strict ? " strict" : ""),
           r.status());
@@ -697,11 +780,10 @@ void Harness::DoBump(Reader& in, uint8_t flags, bool async) {
         Fail(absl::StrCat("Bump: seq ", r->seqs[i], " not after committed ",
                           at_issue.committed));
       }
-      auto f = at_issue.floor.find(slots[i]);
-      if (f != at_issue.floor.end() && r->versions[i] <= f->second) {
+      if (floors[i] != 0 && r->versions[i] <= floors[i]) {
         Fail(absl::StrCat("Bump: slot ", slots[i], " got version ",
                           r->versions[i], ", not above acknowledged ",
-                          f->second));
+                          floors[i]));
       }
       if (EpochOf(r->versions[i]) != epoch) {
         Fail(absl::StrCat("Bump: version ", r->versions[i],
@@ -711,8 +793,9 @@ void Harness::DoBump(Reader& in, uint8_t flags, bool async) {
     }
     if (strict) {
       const absl::Duration bound =
-          world_->options.strict_grace + absl::Milliseconds(lease_bound_ms_) +
-          absl::Seconds(1);
+          world_->options.strict_grace +
+          std::max(absl::ZeroDuration(), deadline_bound_ - issued) +
+          absl::Milliseconds(lease_bound_ms_) + absl::Seconds(1);
       if (r->lease_wait < absl::ZeroDuration() || r->lease_wait > bound) {
         Fail(absl::StrCat("Bump: lease_wait ",
                           absl::FormatDuration(r->lease_wait), " outside [0, ",
@@ -722,7 +805,7 @@ void Harness::DoBump(Reader& in, uint8_t flags, bool async) {
       Fail("Bump: lease_wait on a non-strict bump");
     }
   };
-  core()->Bump(volume, std::move(slots), std::move(bo), check);
+  core()->Bump(volume, std::move(slots), std::move(bo), std::move(check));
   // Strict bumps may wait out other agents' leases (up to minutes): never
   // block on them; shutdown completes them.
   if (!async && !strict) WaitFor(done);
@@ -733,7 +816,7 @@ void Harness::DoSnapshot(Reader& in) {
   Snap at_issue;
   {
     absl::MutexLock lock(&mu_);
-    at_issue = SnapOf(volume);
+    at_issue = SnapOf(volume, /*with_floor=*/true);
   }
   uint8_t a = in.U8();
   uint32_t start = a % 4 == 0   ? 0
@@ -780,15 +863,12 @@ void Harness::DoSnapshot(Reader& in) {
   for (size_t i = 0; i < page->versions.size(); ++i) {
     const uint32_t slot = start + i;
     const uint64_t v = page->versions[i];
-    auto f = at_issue.floor.find(slot);
-    if ((f != at_issue.floor.end() && v < f->second) || EpochOf(v) == 0 ||
-        EpochOf(v) > epoch_) {
+    const uint64_t floor = FloorOf(at_issue.floor, slot);
+    if (v < floor || EpochOf(v) == 0 || EpochOf(v) > epoch_) {
       Fail(absl::StrCat("Snapshot: slot ", slot, " version ", v,
-                        " (acknowledged ",
-                        f == at_issue.floor.end() ? 0 : f->second, ")"));
+                        " (acknowledged ", floor, ")"));
     }
-    uint64_t& floor = vm.floor[slot];
-    floor = std::max(floor, v);
+    if (!RaiseFloor(vm, slot, v)) return;
   }
 }
 
@@ -1118,7 +1198,7 @@ void Harness::Sync() {
   // must deliver at least that far. Floors are taken before the reads.
   struct Read {
     std::string name;
-    std::map<uint32_t, uint64_t> floor;
+    Floors floor;
     uint64_t committed_floor = 0;
     VolumeInfo info;
     std::vector<uint64_t> table;
@@ -1143,32 +1223,38 @@ void Harness::Sync() {
     auto fail = [&](absl::string_view what) {
       Fail(absl::StrCat("at a quiet point, volume ", r.name, ": ", what));
     };
-    if (info.slots_used != vm.key_of.size() ||
-        (!vm.key_of.empty() &&
-         vm.key_of.rbegin()->first + 1 != vm.key_of.size())) {
+    // Keys are on distinct slots (checked as they came), so slot_end equal
+    // to their count means the slots are dense.
+    if (info.slots_used != vm.slot_of.size() ||
+        vm.slot_end != vm.slot_of.size()) {
       fail(absl::StrCat("slots_used ", info.slots_used, " but ",
-                        vm.key_of.size(), " keys resolved"));
+                        vm.slot_of.size(), " keys resolved"));
     }
     if (info.committed_seq < r.committed_floor) fail("committed_seq went back");
     // Every seq up to committed_seq known: the table must be the last
     // logged version of each slot (as of that seq).
-    bool all_known = true;
+    bool all_known = info.committed_seq < vm.log.size() ||
+                     info.committed_seq == 0;
     for (uint64_t seq = 1; all_known && seq <= info.committed_seq; ++seq) {
-      all_known = vm.log.count(seq) > 0;
+      all_known = vm.log[seq].seq != 0;
     }
     for (uint32_t slot = 0; slot < r.table.size(); ++slot) {
       const uint64_t v = r.table[slot];
-      auto f = r.floor.find(slot);
-      if (f != r.floor.end() && v < f->second) {
+      const uint64_t floor = FloorOf(r.floor, slot);
+      if (v < floor) {
         fail(absl::StrCat("slot ", slot, " at ", v, " below acknowledged ",
-                          f->second));
+                          floor));
       }
       if (!all_known) continue;
       uint64_t last = 0;
-      auto logged = vm.by_slot.find(slot);
-      if (logged != vm.by_slot.end()) {
-        auto it = logged->second.upper_bound(info.committed_seq);
-        if (it != logged->second.begin()) last = std::prev(it)->second;
+      if (slot < vm.by_slot.size()) {
+        const auto& logged = vm.by_slot[slot];
+        auto it = std::upper_bound(
+            logged.begin(), logged.end(), info.committed_seq,
+            [](uint64_t seq, const std::pair<uint64_t, uint64_t>& p) {
+              return seq < p.first;
+            });
+        if (it != logged.begin()) last = std::prev(it)->second;
       }
       if (last != 0 ? v != last : (v & kCounterMask) != 0) {
         fail(absl::StrCat("slot ", slot, " at ", v, ", last logged ", last));
@@ -1365,7 +1451,11 @@ std::string FuzzCoordinatorOne(const uint8_t* data, size_t size,
   Reader in(data, size);
   const uint8_t config = in.U8();
   auto& slot = Worlds()[{int(options.store), WorldKey(config)}];
-  if (slot != nullptr && slot->inputs >= kWorldInputs) slot.reset();
+  if (slot != nullptr &&
+      (slot->inputs >= kWorldInputs || slot->volumes >= kWorldVolumes ||
+       slot->slots >= kWorldSlots)) {
+    slot.reset();
+  }
   if (slot == nullptr) {
     auto world = std::make_unique<World>();
     world->kind = options.store;
@@ -1398,6 +1488,7 @@ std::string FuzzCoordinatorOne(const uint8_t* data, size_t size,
     prefix += ".";
     Harness harness(options, slot.get(), prefix);
     failure = harness.Run(in);
+    harness.Footprint(&slot->volumes, &slot->slots);
     // After a failure the core may still owe the harness callbacks: stop
     // it (which completes them) while the harness is alive.
     if (!failure.empty()) slot.reset();

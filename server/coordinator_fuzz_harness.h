@@ -22,7 +22,8 @@
 //           other byte with low bits 1111 is a Sync.
 // Names, keys, slots, counts and sequence numbers are decoded from small
 // domains (v0..v2, a0..a2, 24 keys, slots near slots_used) with escapes to
-// invalid and extreme values (empty, oversized, 4097-element batches,
+// invalid and extreme values (empty, oversized, 4096- and 4097-element
+// batches -- one such count per input, later ones read as small --
 // arbitrary u32/u64), so mutations reach both deep state and validation.
 // make_coordinator_fuzz_corpus.py writes the seeds with the same encoding.
 //
@@ -61,8 +62,9 @@ enum class FuzzStoreKind { kMemory, kRocksDb };
 
 struct CoordinatorFuzzOptions {
   FuzzStoreKind store = FuzzStoreKind::kMemory;
-  // kRocksDb: each input gets a fresh database in a new directory below
-  // this one (default: $TMPDIR or /tmp), removed afterwards.
+  // kRocksDb: each world (see the .cc) gets a database in a new directory
+  // below this one (default: $TMPDIR or /tmp), removed when the world is
+  // replaced; the last ones stay until the process exits.
   std::string scratch_dir;
 };
 
