@@ -665,6 +665,24 @@ TEST_F(BackendTest, WrongPayloadSizeWithoutNeedReplyClosesConnection) {
   ExpectClosedThenServes(*fe);
 }
 
+// With a keeper: the bad message that ended the session is not left kept
+// as pending, where a later session resumed after a crash would take it as
+// its own; nor is anything else of the session.
+TEST_F(BackendTest, SessionClosedForABadMessageLeavesNothingKept) {
+  StartListener(4, 0, absl::ZeroDuration(), &keeper_);
+  auto fe = ConnectAndNegotiate();
+  ASSERT_NE(fe, nullptr);
+  EXPECT_TRUE(keeper_.Has("conn"));
+  ASSERT_TRUE(fe->Send(RequestType::kSetVringBase, 0, "1234").ok());
+  EXPECT_TRUE(fe->WaitClosed());
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (keeper_.Has("conn") && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_FALSE(keeper_.Has("conn"));
+  EXPECT_FALSE(keeper_.Has("pending"));
+  EXPECT_FALSE(keeper_.Has("session"));
+  listener_.reset();
+}
+
 TEST_F(BackendTest, MissingAndExtraFdsAreRefused) {
   StartListener();
   auto fe = ConnectAndNegotiate();

@@ -209,8 +209,12 @@ absl::Status Listener::ServeSession(UniqueFd conn, bool resume) {
     }
   }
   // The session is over (a crash never gets here): nothing of it may be
-  // resumed later.
-  if (keeper_ != nullptr) (void)keeper_->Remove("conn");
+  // resumed later -- nor a message it left unanswered (a session closed
+  // for a bad message) be taken for the next session's.
+  if (keeper_ != nullptr) {
+    (void)keeper_->Remove("pending");
+    (void)keeper_->Remove("conn");  // last: it marks a resumable session
+  }
   return s;
 }
 
