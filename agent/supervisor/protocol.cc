@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/scm_rights.h"
 
 namespace coherefs::agent::supervisor::wire {
 
@@ -89,15 +90,7 @@ absl::StatusOr<Received> Receive(int socket, int flags) {
   }
   // Take ownership of every descriptor first, so each is closed whatever
   // else is wrong with the packet.
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      r.message.fds.emplace_back(fd);
-    }
-  }
+  TakeScmRights(msg, &r.message.fds);
   if (n == 0 && r.message.fds.empty()) {
     // A zero-length packet and EOF look alike on SEQPACKET; both end the
     // session for our peers (neither sends empty packets).

@@ -81,6 +81,14 @@ class EchoDevice : public Device {
   absl::Duration delay_;
 };
 
+// Polls `pred` every 5 ms for at most 5 s; its last value.
+template <typename Pred>
+bool Eventually(Pred pred) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (!pred() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  return pred();
+}
+
 std::string Expected(uint32_t queue, const std::string& in) {
   std::string out(1, static_cast<char>(queue));
   for (char c : in) out.push_back(static_cast<char>(c + 1));
@@ -514,10 +522,7 @@ TEST_F(BackendTest, ResumesTheKeptSessionWithoutAHandshake) {
   RoundTrip(*fe, 0, "after");
   RoundTrip(*fe, 1, "after-1");
   // Counted once Resume returns, which may be just after the rings run.
-  const absl::Time deadline = absl::Now() + absl::Seconds(5);
-  while (listener_->metrics().Snapshot().adopted == 0 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  Eventually([&] { return listener_->metrics().Snapshot().adopted != 0; });
   EXPECT_EQ(listener_->metrics().Snapshot().adopted, 1u);
   EXPECT_EQ(listener_->metrics().Snapshot().bad_messages, 0u);
   // Messages still work on the resumed session, and the vring base is
@@ -545,11 +550,7 @@ TEST_F(BackendTest, AMessageLeftUnansweredByADeadBackEndIsAnsweredByTheNext) {
     ack = fe->SendWithAck(RequestType::kSetVringEnable, Frontend::State(1, 1));
   });
   // The back end "dies" at the failpoint: its session ends unanswered.
-  const absl::Time deadline = absl::Now() + absl::Seconds(5);
-  while (listener_->Session().connected && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  EXPECT_FALSE(listener_->Session().connected);
+  EXPECT_TRUE(Eventually([&] { return !listener_->Session().connected; }));
   listener_.reset();
   ASSERT_TRUE(SetFailpoints("").ok());
   keeper.Thaw();
@@ -675,9 +676,7 @@ TEST_F(BackendTest, SessionClosedForABadMessageLeavesNothingKept) {
   EXPECT_TRUE(keeper_.Has("conn"));
   ASSERT_TRUE(fe->Send(RequestType::kSetVringBase, 0, "1234").ok());
   EXPECT_TRUE(fe->WaitClosed());
-  const absl::Time deadline = absl::Now() + absl::Seconds(5);
-  while (keeper_.Has("conn") && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
-  EXPECT_FALSE(keeper_.Has("conn"));
+  EXPECT_TRUE(Eventually([&] { return !keeper_.Has("conn"); }));
   EXPECT_FALSE(keeper_.Has("pending"));
   EXPECT_FALSE(keeper_.Has("session"));
   listener_.reset();

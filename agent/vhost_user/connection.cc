@@ -85,20 +85,6 @@ bool Connection::RingsStartEnabled() const {
 
 namespace {
 
-// Requests that change no session state (nothing to keep).
-bool IsQuery(uint32_t request) {
-  switch (static_cast<RequestType>(request)) {
-    case RequestType::kGetFeatures:
-    case RequestType::kGetProtocolFeatures:
-    case RequestType::kGetQueueNum:
-    case RequestType::kGetConfig:
-    case RequestType::kGetMaxMemSlots:
-      return true;
-    default:
-      return false;
-  }
-}
-
 std::string MemName(uint32_t generation, size_t i) {
   return absl::StrCat("mem/", generation, "/", i);
 }
@@ -120,6 +106,13 @@ bool Connection::HasOwnReply(uint32_t request) const {
     default:
       return false;
   }
+}
+
+bool Connection::ChangesState(uint32_t request) const {
+  // The requests with a reply of their own only ask, except GET_VRING_BASE,
+  // which stops the ring.
+  return !HasOwnReply(request) ||
+         static_cast<RequestType>(request) == RequestType::kGetVringBase;
 }
 
 absl::Status Connection::CheckIndex(uint32_t index) const {
@@ -192,7 +185,7 @@ absl::Status Connection::Serve() {
       LOG_DEBUG("vhost-user request").Kv("request", RequestName(code)).Kv("fds", msg_fds);
       MaybeAdoptSession(req->type);
       status = Handle(*req, &replied);
-      if (status.ok() && !IsQuery(code)) Persist();
+      if (status.ok() && ChangesState(code)) Persist();
     } else {
       status = req.status();
     }

@@ -122,6 +122,8 @@ class Connection {
   absl::Status Handle(Request& req, bool* replied);
   absl::Status CheckIndex(uint32_t index) const;
   bool HasOwnReply(uint32_t request) const;
+  // Whether a request changes session state (what Persist keeps).
+  bool ChangesState(uint32_t request) const;
   uint64_t OfferedFeatures() const;
   uint64_t OfferedProtocolFeatures() const;
   bool RingsStartEnabled() const;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/scm_rights.h"
 
 namespace coherefs::agent::vhost_user {
 namespace {
@@ -289,15 +290,7 @@ absl::StatusOr<Message> ReadMessage(int fd, int stop_fd) {
   } while (got < 0 && errno == EINTR);
   if (got < 0) return LastErrnoStatus("recvmsg vhost-user header");
   // Take ownership of every fd first, so each error path closes them.
-  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < n; ++i) {
-      int one;
-      std::memcpy(&one, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      msg.fds.emplace_back(one);
-    }
-  }
+  TakeScmRights(mh, &msg.fds);
   if (got == 0) return absl::UnavailableError("front end closed the socket");
   if (mh.msg_flags & MSG_CTRUNC) {
     return absl::DataLossError("more fds than any request carries");
